@@ -1,0 +1,40 @@
+"""scimult-hf: SciMult for transformers and sentence-transformers.
+
+Importing the package registers ``"scimult"`` with ``AutoConfig`` / ``AutoModel`` and marks the classes
+for remote code, so ``save_pretrained`` writes ``auto_map`` and copies ``configuration_scimult.py`` and
+``modeling_scimult.py`` next to the weights.
+"""
+
+from transformers import AutoConfig, AutoModel
+
+from .configuration_scimult import SciMultConfig
+from .modeling_scimult import SciMultModel, SciMultPreTrainedModel
+from .text import paper_text, paper_texts
+
+AutoConfig.register("scimult", SciMultConfig, exist_ok=True)
+AutoModel.register(SciMultConfig, SciMultModel, exist_ok=True)
+SciMultConfig.register_for_auto_class()
+SciMultModel.register_for_auto_class("AutoModel")
+
+from .sentence import (  # noqa: E402  (needs the registration above)
+    INSTRUCTION_PROMPTS,
+    export_task,
+    load_sentence_transformer,
+    save_sentence_transformer,
+    upcycle,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INSTRUCTION_PROMPTS",
+    "SciMultConfig",
+    "SciMultModel",
+    "SciMultPreTrainedModel",
+    "export_task",
+    "load_sentence_transformer",
+    "paper_text",
+    "paper_texts",
+    "save_sentence_transformer",
+    "upcycle",
+]

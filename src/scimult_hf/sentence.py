@@ -1,0 +1,197 @@
+"""sentence-transformers folders for SciMult: save, load, upcycle, and per-task export to plain BERT."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from .modeling_scimult import SciMultModel, read_sentence_transformers_setup
+
+logger = logging.getLogger(__name__)
+
+# Our own instruction texts for the instruction-tuned (dense) variant: the paper's were not released.
+# "query" / "document" make sentence-transformers' encode_query / encode_document use the search one.
+INSTRUCTION_PROMPTS: dict[str, str] = {
+    "search": "Instruction: find scientific papers relevant to this search query or paper. Text: ",
+    "link_prediction": "Instruction: find scientific papers that this paper cites or is cited by. Text: ",
+    "classification": "Instruction: find the research topic or category that describes this paper. Text: ",
+    "query": "Instruction: find scientific papers relevant to this search query or paper. Text: ",
+    "document": "Instruction: find scientific papers relevant to this search query or paper. Text: ",
+}
+
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike):
+    """Yield a temporary sibling folder; on success it replaces ``path``, on failure it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _st_setup(path: str) -> dict:
+    """Prompts and max length recorded in a sentence-transformers folder."""
+    setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
+    cfg = os.path.join(path, "config_sentence_transformers.json")
+    if os.path.isfile(cfg):
+        with open(cfg, encoding="utf-8") as f:
+            data = json.load(f)
+        setup["prompts"] = data.get("prompts") or {}
+        setup["default_prompt_name"] = data.get("default_prompt_name")
+    return setup
+
+
+def _build_and_save(folder: Path, pooling: str, normalize: bool, prompts, default_prompt_name, max_seq_length,
+                    task_kwarg: bool, trust_remote_code: bool) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
+    from sentence_transformers.base.modules import Transformer
+
+    remote = {"trust_remote_code": True} if trust_remote_code else {}
+    transformer = Transformer(
+        str(folder), model_kwargs=dict(remote), config_kwargs=dict(remote), max_seq_length=max_seq_length
+    )
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    if normalize:
+        modules.append(Normalize())
+    prompts = dict(prompts or {})
+    st = SentenceTransformer(
+        modules=modules,
+        prompts=prompts,
+        default_prompt_name=default_prompt_name,
+        similarity_fn_name="cosine" if normalize else "dot",
+        device="cpu",
+    )
+    if task_kwarg:
+        st.module_kwargs = {"0": ["task"]}
+    st.save(str(folder), create_model_card=False)
+
+
+def save_sentence_transformer(
+    model: SciMultModel,
+    tokenizer: PreTrainedTokenizerBase,
+    path: str | os.PathLike,
+    prompts: dict[str, str] | None = None,
+    default_prompt_name: str | None = None,
+    max_seq_length: int | None = None,
+) -> Path:
+    """Save a SciMult model and its tokenizer as one complete folder, written atomically.
+
+    The folder loads with ``AutoModel.from_pretrained(path, trust_remote_code=True)`` (weights, config,
+    ``auto_map`` and both code files) and with ``SentenceTransformer(path, trust_remote_code=True)``:
+    ``modules.json`` lists the stock Transformer module with ``"kwargs": ["task"]`` (so
+    ``encode(..., task=...)`` reaches the experts), then Pooling per ``config.pooling``, then Normalize
+    when ``config.normalize``. Similarity is the dot product, or cosine for a normalised model.
+    ``prompts`` (e.g. :data:`INSTRUCTION_PROMPTS` for the instruction variant) are selected with
+    ``encode(..., prompt_name=...)``.
+    """
+    if not isinstance(model, SciMultModel):
+        raise TypeError(f"save_sentence_transformer needs a SciMultModel, got {type(model).__name__}.")
+    if max_seq_length is None:
+        max_seq_length = (getattr(model, "source_setup", None) or {}).get("max_seq_length")
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _build_and_save(
+            tmp,
+            pooling=model.config.pooling,
+            normalize=model.config.normalize,
+            prompts=prompts,
+            default_prompt_name=default_prompt_name,
+            max_seq_length=max_seq_length,
+            task_kwarg=True,
+            trust_remote_code=True,
+        )
+    return Path(path)
+
+
+def load_sentence_transformer(path: str | os.PathLike, **kwargs):
+    """``SentenceTransformer(path, trust_remote_code=True)`` for a SciMult folder."""
+    from sentence_transformers import SentenceTransformer
+
+    kwargs.setdefault("trust_remote_code", True)
+    kwargs.setdefault("device", "cpu")
+    return SentenceTransformer(str(path), **kwargs)
+
+
+def upcycle(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    expert_type: str | None = "attention",
+    expert_layers: Sequence[int] | None = None,
+    tasks: Sequence[str] | None = None,
+    prompts: dict[str, str] | None = None,
+) -> Path:
+    """Turn a BERT (plain or sentence-transformers folder) into a complete SciMult folder, tokenizer included."""
+    source = os.fspath(source)
+    model = SciMultModel.from_bert(source, expert_type=expert_type, expert_layers=expert_layers, tasks=tasks)
+    tokenizer = AutoTokenizer.from_pretrained(model.source_setup.get("transformer_path", source))
+    if prompts is None:
+        prompts = _st_setup(source).get("prompts") or None
+    return save_sentence_transformer(model, tokenizer, output, prompts=prompts)
+
+
+def export_task(
+    model: SciMultModel | str | os.PathLike,
+    task: str | None,
+    output: str | os.PathLike,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+    prompts: dict[str, str] | None = None,
+    max_seq_length: int | None = None,
+) -> Path:
+    """Write a plain-BERT sentence-transformers folder that embeds exactly like ``model`` for ``task``.
+
+    Transformer (a stock ``BertModel``) + Pooling [+ Normalize]; prompts are kept. It loads with
+    ``SentenceTransformer(output)`` without remote code and without scimult_hf, so TEI, ONNX and
+    every BERT runtime can serve it.
+    """
+    setup: dict = {}
+    if not isinstance(model, SciMultModel):
+        path = os.fspath(model)
+        setup = _st_setup(path) if os.path.isdir(path) else {}
+        model = SciMultModel.from_pretrained(path)
+        if tokenizer is None:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer is None:
+        raise ValueError("export_task needs the tokenizer when given a model object (tokenizer=...).")
+    if prompts is None:
+        prompts = setup.get("prompts") or None
+    if max_seq_length is None:
+        max_seq_length = setup.get("max_seq_length") or (getattr(model, "source_setup", None) or {}).get(
+            "max_seq_length"
+        )
+    bert = model.to_bert(task)
+    with atomic_directory(output) as tmp:
+        bert.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        _build_and_save(
+            tmp,
+            pooling=model.config.pooling,
+            normalize=model.config.normalize,
+            prompts=prompts,
+            default_prompt_name=setup.get("default_prompt_name"),
+            max_seq_length=max_seq_length,
+            task_kwarg=False,
+            trust_remote_code=False,
+        )
+    return Path(output)
