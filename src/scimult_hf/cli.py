@@ -1,0 +1,81 @@
+"""The ``scimult-hf`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(model=args.model, data=args.data, seed=args.seed)
+
+
+def _upcycle(args) -> int:
+    from .sentence import upcycle
+
+    layers = [int(x) for x in args.expert_layers.split(",")] if args.expert_layers else None
+    expert_type = None if args.expert_type == "none" else args.expert_type
+    tasks = args.tasks.split(",") if args.tasks else None
+    path = upcycle(args.source, args.output, expert_type=expert_type, expert_layers=layers, tasks=tasks)
+    print(f"wrote {path}")
+    return 0
+
+
+def _export(args) -> int:
+    from .sentence import export_task
+
+    path = export_task(args.model, args.task, args.output)
+    print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scimult-hf", description="SciMult for transformers and sentence-transformers")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="search, classify and link a handful of real papers with the default model")
+    p.add_argument("--model", help="SciMult folder or Hub id (default: the offline default model)")
+    p.add_argument("--data", help="data folder with scifact/, ohsumed23/, unarxive-cites/ (default: ../shared/data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("upcycle", help="turn a BERT / sentence-transformers folder into a SciMult folder")
+    p.add_argument("--source", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--expert-type", choices=["attention", "ffn", "none"], default="attention")
+    p.add_argument("--expert-layers", help="comma-separated layer indices (default 1,3,5,...)")
+    p.add_argument("--tasks", help="comma-separated task names (default search,link_prediction,classification)")
+    p.set_defaults(func=_upcycle)
+
+    p = sub.add_parser("export", help="write a plain-BERT sentence-transformers folder for one task")
+    p.add_argument("--model", required=True, help="SciMult folder")
+    p.add_argument("--task", help="task whose experts to keep (omit for a dense model)")
+    p.add_argument("--output", required=True)
+    p.set_defaults(func=_export)
+
+    for module in ("scimult_hf.convert", "scimult_hf.evaluation.cli"):
+        try:
+            register = __import__(module, fromlist=["register_cli"]).register_cli
+        except (ImportError, AttributeError):
+            continue
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        print(f"scimult-hf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

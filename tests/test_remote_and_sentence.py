@@ -1,0 +1,222 @@
+"""Saved folders: remote code, Hub-cache offline loading, sentence-transformers, upcycling and export."""
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer
+
+import scimult_hf
+from conftest import PAPERS, tiny_model
+from scimult_hf import INSTRUCTION_PROMPTS, SciMultModel, export_task, load_sentence_transformer, save_sentence_transformer
+
+TASKS = ["search", "link_prediction", "classification"]
+PACKAGE_DIR = Path(scimult_hf.__file__).parent
+
+
+def run_fresh_python(code: str, **env) -> dict:
+    """Run code in a fresh interpreter (never importing scimult_hf) and return the JSON it prints last."""
+    guard = textwrap.dedent(
+        """
+        import sys as _sys
+        assert "scimult_hf" not in _sys.modules, "scimult_hf was imported"
+        """
+    )
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **env}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + guard], capture_output=True, text=True,
+                          env=full_env, timeout=300, cwd="/")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    marker = "RESULT-JSON:"
+    line = next((l for l in proc.stdout.splitlines() if marker in l), None)
+    assert line is not None, proc.stdout[-2000:]
+    return json.loads(line.split(marker, 1)[1])
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, tokenizer):
+    model = tiny_model("attention", seed=7)
+    path = tmp_path_factory.mktemp("tiny") / "scimult-tiny"
+    save_sentence_transformer(model, tokenizer, path)
+    return path, model
+
+
+def reference_embeddings(model, tokenizer, texts=PAPERS):
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        return {t: model(**batch, task=t).pooler_output.numpy() for t in TASKS}
+
+
+def test_saved_folder_is_complete(tiny_folder):
+    path, _ = tiny_folder
+    config = json.loads((path / "config.json").read_text())
+    assert config["model_type"] == "scimult"
+    assert config["auto_map"] == {"AutoConfig": "configuration_scimult.SciMultConfig",
+                                  "AutoModel": "modeling_scimult.SciMultModel"}
+    for name in ("configuration_scimult.py", "modeling_scimult.py"):
+        assert filecmp.cmp(path / name, PACKAGE_DIR / name, shallow=False), f"{name} differs from the package file"
+    assert (path / "model.safetensors").is_file() and not list(path.glob("*.bin"))
+    modules = json.loads((path / "modules.json").read_text())
+    assert modules[0]["type"].endswith("Transformer") and modules[0]["kwargs"] == ["task"]
+    assert modules[1]["type"].endswith("Pooling") and len(modules) == 2  # cls, not normalised
+    pooling = json.loads((path / "1_Pooling" / "config.json").read_text())
+    assert pooling["pooling_mode"] == "cls"
+    st_config = json.loads((path / "config_sentence_transformers.json").read_text())
+    assert st_config["similarity_fn_name"] == "dot"
+    assert not list(path.parent.glob(".*tmp*")), "temporary folder left behind"
+
+
+def test_hub_code_files_import_only_torch_and_transformers():
+    for name in ("configuration_scimult.py", "modeling_scimult.py"):
+        source = (PACKAGE_DIR / name).read_text()
+        imports = [l.split()[1].split(".")[0] for l in source.splitlines() if l.startswith(("import ", "from "))]
+        assert set(imports) <= {"torch", "transformers", "json", "os", "collections", "dataclasses", ""}, imports
+
+
+def test_remote_code_round_trip_without_scimult_hf(tiny_folder, tokenizer):
+    path, model = tiny_folder
+    expected = reference_embeddings(model, tokenizer)
+    got = run_fresh_python(f"""
+        import json, torch
+        from transformers import AutoModel, AutoTokenizer
+        path = {str(path)!r}
+        model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
+        tok = AutoTokenizer.from_pretrained(path)
+        batch = tok({PAPERS!r}, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            out = {{t: model(**batch, task=t).pooler_output.tolist() for t in {TASKS!r}}}
+        out["class"] = type(model).__module__ + "." + type(model).__name__
+        print("RESULT-JSON:" + json.dumps(out), flush=True)
+    """)
+    assert got["class"].startswith("transformers_modules.") and got["class"].endswith("SciMultModel")
+    for t in TASKS:
+        np.testing.assert_allclose(np.array(got[t]), expected[t], atol=1e-6, rtol=0)
+
+
+def test_hub_cache_layout_loads_offline_by_repo_id(tiny_folder, tokenizer, tmp_path):
+    path, model = tiny_folder
+    repo = tmp_path / "hub" / "models--scimult-org--scimult-tiny"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / revision
+    snapshot.parent.mkdir(parents=True)
+    import shutil
+    shutil.copytree(path, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    expected = reference_embeddings(model, tokenizer)
+    got = run_fresh_python(f"""
+        import json, torch
+        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
+        model = AutoModel.from_pretrained("scimult-org/scimult-tiny", trust_remote_code=True).eval()
+        tok = AutoTokenizer.from_pretrained("scimult-org/scimult-tiny")
+        batch = tok({PAPERS!r}, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        with torch.no_grad():
+            out = {{t: model(**batch, task=t).pooler_output.tolist() for t in {TASKS!r}}}
+        st = SentenceTransformer("scimult-org/scimult-tiny", trust_remote_code=True, device="cpu")
+        out["st_classification"] = st.encode({PAPERS!r}, task="classification").tolist()
+        print("RESULT-JSON:" + json.dumps(out), flush=True)
+    """, HF_HOME=str(tmp_path), HF_HUB_CACHE=str(tmp_path / "hub"))
+    for t in TASKS:
+        np.testing.assert_allclose(np.array(got[t]), expected[t], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(np.array(got["st_classification"]), expected["classification"], atol=1e-5, rtol=0)
+
+
+def test_sentence_transformer_encode_routes_by_task(tiny_folder, tokenizer):
+    path, model = tiny_folder
+    expected = reference_embeddings(model, tokenizer)
+    st = load_sentence_transformer(path)
+    got = {t: st.encode(PAPERS, task=t) for t in TASKS}
+    for t in TASKS:
+        np.testing.assert_allclose(got[t], expected[t], atol=1e-5, rtol=0)
+    assert np.abs(got["search"] - got["classification"]).max() > 1e-3
+    np.testing.assert_allclose(st.encode_query(PAPERS), expected["search"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(st.encode_document(PAPERS), expected["search"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="needs a task.*Valid tasks"):
+        st.encode(PAPERS)
+    with pytest.raises(ValueError, match="Unknown task 'retrieval'"):
+        st.encode(PAPERS, task="retrieval")
+
+
+def test_instruction_variant_uses_prompts(tmp_path, tokenizer):
+    dense = tiny_model(None, seed=8)
+    path = save_sentence_transformer(dense, tokenizer, tmp_path / "dense", prompts=INSTRUCTION_PROMPTS)
+    st = load_sentence_transformer(path)
+    assert st.prompts["classification"] == INSTRUCTION_PROMPTS["classification"]
+    got = st.encode(PAPERS, prompt_name="classification")
+    texts = [INSTRUCTION_PROMPTS["classification"] + p for p in PAPERS]
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.no_grad():
+        expected = dense(**batch).pooler_output.numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert np.abs(got - st.encode(PAPERS, prompt_name="search")).max() > 1e-3
+    # encode_query picks the "query" prompt (the search instruction)
+    np.testing.assert_allclose(st.encode_query(PAPERS), st.encode(PAPERS, prompt_name="search"), atol=1e-6, rtol=0)
+
+
+def test_upcycled_minilm_equals_source_for_every_task(minilm_scimult, minilm_path):
+    texts = PAPERS + ["Infection in total joint replacement. [SEP] " + "Although a small number of infections " * 40]
+    source = SentenceTransformer(minilm_path, device="cpu")
+    expected = source.encode(texts)
+    st = load_sentence_transformer(minilm_scimult)
+    assert st.max_seq_length == 256 and st.similarity_fn_name == "cosine"
+    config = SciMultModel.config_class.from_pretrained(minilm_scimult)
+    assert (config.pooling, config.normalize, config.expert_layers) == ("mean", True, [1, 3, 5])
+    for task in TASKS:
+        np.testing.assert_allclose(st.encode(texts, task=task), expected, atol=1e-5, rtol=0)
+
+
+def test_exported_task_loads_as_plain_bert_without_scimult_hf(tiny_folder, tokenizer, tmp_path):
+    path, model = tiny_folder
+    expected = reference_embeddings(model, tokenizer)
+    out = export_task(path, "link_prediction", tmp_path / "lp")
+    assert not (out / "modeling_scimult.py").exists()
+    assert json.loads((out / "config.json").read_text())["model_type"] == "bert"
+    modules = json.loads((out / "modules.json").read_text())
+    assert all(m["type"].startswith("sentence_transformers.") and "kwargs" not in m for m in modules)
+    got = run_fresh_python(f"""
+        import json
+        from sentence_transformers import SentenceTransformer
+        st = SentenceTransformer({str(out)!r}, device="cpu")
+        print("RESULT-JSON:" + json.dumps({{"emb": st.encode({PAPERS!r}).tolist(), "arch": type(st[0].auto_model).__name__}}), flush=True)
+    """)
+    assert got["arch"] == "BertModel"
+    np.testing.assert_allclose(np.array(got["emb"]), expected["link_prediction"], atol=1e-5, rtol=0)
+
+
+def test_export_keeps_prompts_and_normalisation(tmp_path, minilm_scimult, minilm_path):
+    out = export_task(minilm_scimult, "classification", tmp_path / "cls")
+    st = SentenceTransformer(str(out), device="cpu")
+    assert st.max_seq_length == 256 and st.similarity_fn_name == "cosine"
+    assert [type(m).__name__ for m in st] == ["Transformer", "Pooling", "Normalize"]
+    np.testing.assert_allclose(st.encode(PAPERS), SentenceTransformer(minilm_path, device="cpu").encode(PAPERS),
+                               atol=1e-5, rtol=0)
+
+
+def test_failed_save_leaves_nothing(tmp_path, tokenizer):
+    with pytest.raises(TypeError, match="SciMultModel"):
+        save_sentence_transformer(torch.nn.Linear(2, 2), tokenizer, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_upcycle_and_export(tmp_path, minilm_path, capsys):
+    from scimult_hf.cli import main
+
+    assert main(["upcycle", "--source", minilm_path, "--output", str(tmp_path / "up"), "--expert-type", "ffn",
+                 "--expert-layers", "4,5"]) == 0
+    config = json.loads((tmp_path / "up" / "config.json").read_text())
+    assert config["expert_type"] == "ffn" and config["expert_layers"] == [4, 5]
+    weights = load_file(tmp_path / "up" / "model.safetensors")
+    assert "encoder.layer.4.output.LayerNorm.experts.2.weight" in weights
+    assert main(["export", "--model", str(tmp_path / "up"), "--task", "nope", "--output", str(tmp_path / "ex")]) == 2
+    assert "Unknown task 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "ex").exists()
+    assert main(["export", "--model", str(tmp_path / "up"), "--task", "search", "--output", str(tmp_path / "ex")]) == 0
+    assert (tmp_path / "ex" / "modules.json").is_file()
