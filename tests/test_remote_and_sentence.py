@@ -159,6 +159,10 @@ def test_instruction_variant_uses_prompts(tmp_path, tokenizer):
     assert np.abs(got - st.encode(PAPERS, prompt_name="search")).max() > 1e-3
     # encode_query picks the "query" prompt (the search instruction)
     np.testing.assert_allclose(st.encode_query(PAPERS), st.encode(PAPERS, prompt_name="search"), atol=1e-6, rtol=0)
+    # the plain-BERT export keeps the prompts
+    exported = SentenceTransformer(str(export_task(path, None, tmp_path / "dense-bert")), device="cpu")
+    assert {k: exported.prompts[k] for k in INSTRUCTION_PROMPTS} == INSTRUCTION_PROMPTS
+    np.testing.assert_allclose(exported.encode(PAPERS, prompt_name="classification"), got, atol=1e-5, rtol=0)
 
 
 def test_upcycled_minilm_equals_source_for_every_task(minilm_scimult, minilm_path):
