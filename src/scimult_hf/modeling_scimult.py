@@ -57,25 +57,12 @@ class Routing:
     segments: tuple[tuple[int, int, int], ...] = ()
 
 
-class ExpertLinear(nn.Module):
-    """One ``nn.Linear`` per task; each expert runs once, on the rows routed to it."""
+class Experts(nn.Module):
+    """One copy of a sub-layer per task (``experts.{k}``); each copy runs once, on the rows routed to it."""
 
-    def __init__(self, num_experts: int, in_features: int, out_features: int):
+    def __init__(self, modules: Sequence[nn.Module]):
         super().__init__()
-        self.experts = nn.ModuleList(nn.Linear(in_features, out_features) for _ in range(num_experts))
-
-    def forward(self, hidden_states: torch.Tensor, routing: Routing) -> torch.Tensor:
-        if routing.expert is not None:
-            return self.experts[routing.expert](hidden_states)
-        return torch.cat([self.experts[e](hidden_states[s:t]) for e, s, t in routing.segments], dim=0)
-
-
-class ExpertLayerNorm(nn.Module):
-    """One ``nn.LayerNorm`` per task (the FFN experts' output LayerNorm)."""
-
-    def __init__(self, num_experts: int, hidden_size: int, eps: float):
-        super().__init__()
-        self.experts = nn.ModuleList(nn.LayerNorm(hidden_size, eps=eps) for _ in range(num_experts))
+        self.experts = nn.ModuleList(modules)
 
     def forward(self, hidden_states: torch.Tensor, routing: Routing) -> torch.Tensor:
         if routing.expert is not None:
@@ -84,20 +71,22 @@ class ExpertLayerNorm(nn.Module):
 
 
 def _routed(module: nn.Module, hidden_states: torch.Tensor, routing: Routing) -> torch.Tensor:
-    if isinstance(module, (ExpertLinear, ExpertLayerNorm)):
+    if isinstance(module, Experts):
         return module(hidden_states, routing)
     return module(hidden_states)
 
 
 def _linear(config: SciMultConfig, experts: bool, in_features: int, out_features: int) -> nn.Module:
     if experts:
-        return ExpertLinear(config.num_experts, in_features, out_features)
+        return Experts([nn.Linear(in_features, out_features) for _ in range(config.num_experts)])
     return nn.Linear(in_features, out_features)
 
 
 def _layer_norm(config: SciMultConfig, experts: bool) -> nn.Module:
     if experts:
-        return ExpertLayerNorm(config.num_experts, config.hidden_size, config.layer_norm_eps)
+        return Experts(
+            [nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) for _ in range(config.num_experts)]
+        )
     return nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
 
@@ -575,4 +564,4 @@ class SciMultModel(SciMultPreTrainedModel):
         return bert.to(self.dtype).eval()
 
 
-__all__ = ["SciMultModel", "SciMultPreTrainedModel", "Routing", "bert_parameter_name"]
+__all__ = ["SciMultModel", "SciMultPreTrainedModel", "Experts", "Routing", "bert_parameter_name"]
