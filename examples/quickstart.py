@@ -22,7 +22,7 @@ papers = [
 labels = ["Computer vision", "Natural language processing", "Molecular biology"]
 
 # transformers: the task picks the experts; pooler_output is the SciMult embedding.
-tokenizer = AutoTokenizer.from_pretrained(path)
+tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
 model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
 batch = tokenizer(papers, padding=True, truncation=True, max_length=256, return_tensors="pt")
 with torch.no_grad():

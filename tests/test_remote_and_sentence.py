@@ -32,7 +32,8 @@ def run_fresh_python(code: str, **env) -> dict:
     )
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **env}
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + guard], capture_output=True, text=True,
-                          env=full_env, timeout=300, cwd="/")
+                          env=full_env, timeout=300, cwd="/", stdin=subprocess.DEVNULL)
+    assert "[y/N]" not in proc.stdout + proc.stderr, "an interactive remote-code prompt was shown"
     assert proc.returncode == 0, proc.stderr[-3000:]
     marker = "RESULT-JSON:"
     line = next((l for l in proc.stdout.splitlines() if marker in l), None)
@@ -88,7 +89,7 @@ def test_remote_code_round_trip_without_scimult_hf(tiny_folder, tokenizer):
         from transformers import AutoModel, AutoTokenizer
         path = {str(path)!r}
         model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
         batch = tok({PAPERS!r}, padding=True, truncation=True, max_length=128, return_tensors="pt")
         with torch.no_grad():
             out = {{t: model(**batch, task=t).pooler_output.tolist() for t in {TASKS!r}}}
@@ -116,7 +117,7 @@ def test_hub_cache_layout_loads_offline_by_repo_id(tiny_folder, tokenizer, tmp_p
         from transformers import AutoModel, AutoTokenizer
         from sentence_transformers import SentenceTransformer
         model = AutoModel.from_pretrained("scimult-org/scimult-tiny", trust_remote_code=True).eval()
-        tok = AutoTokenizer.from_pretrained("scimult-org/scimult-tiny")
+        tok = AutoTokenizer.from_pretrained("scimult-org/scimult-tiny", trust_remote_code=True)
         batch = tok({PAPERS!r}, padding=True, truncation=True, max_length=128, return_tensors="pt")
         with torch.no_grad():
             out = {{t: model(**batch, task=t).pooler_output.tolist() for t in {TASKS!r}}}
