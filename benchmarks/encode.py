@@ -5,17 +5,21 @@
 
 Prints a markdown table of ratios (BERT time / SciMult time, so 1.00 = as fast as BERT). Targets:
 >= 0.98 for single-task batches, >= 0.90 for mixed-task batches (the three tasks interleaved).
-Timings are interleaved (BERT, then every SciMult variant, repeated) and the best of the repetitions
-is reported (as ``timeit`` advises: slower runs measure other load on the machine, not the code).
+Every SciMult measurement is paired with a BERT run right next to it (the order alternating between
+repetitions), and the table reports the median of the paired ratios with their range, so that drifts
+in machine load (on a shared 2-core VM single runs vary by about 10 %) cancel instead of deciding the
+result.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertModel
 
 from scimult_hf import SciMultConfig, SciMultModel
@@ -52,20 +56,37 @@ def bench_shape(name: str, batch: int, seq: int, reps: int) -> list[dict]:
     for kind, model in models.items():
         runs[(kind, "single")] = lambda m=model: m(input_ids=input_ids, attention_mask=attention_mask, task="search")
         runs[(kind, "mixed")] = lambda m=model: m(input_ids=input_ids, attention_mask=attention_mask, task=mixed)
-    times: dict = {k: [] for k in runs}
+    bert_run = runs.pop(("bert", "-"))
+    pairs: dict = {k: [] for k in runs}  # (BERT time, SciMult time) measured back to back
     with torch.inference_mode():
+        bert_run()
         for fn in runs.values():  # warm-up
             fn()
-        for _ in range(reps):
+        for rep in range(reps):
             for key, fn in runs.items():
-                times[key].append(timed(fn))
-    base = min(times[("bert", "-")])
+                if rep % 2 == 0:  # alternate which of the pair runs first
+                    b = timed(bert_run)
+                    t = timed(fn)
+                else:
+                    t = timed(fn)
+                    b = timed(bert_run)
+                pairs[key].append((b, t))
+    # FLOPs are deterministic: the same count means the same arithmetic, whatever the machine's noise.
+    with torch.inference_mode():
+        with FlopCounterMode(display=False) as counter:
+            bert_run()
+        bert_flops = counter.get_total_flops()
+        flops = {}
+        for key, fn in runs.items():
+            with FlopCounterMode(display=False) as counter:
+                fn()
+            flops[key] = counter.get_total_flops()
     rows = []
-    for (kind, mode), ts in times.items():
-        if kind == "bert":
-            continue
-        med = min(ts)
-        rows.append(dict(shape=name, experts=kind, batch=mode, bert_s=base, scimult_s=med, ratio=base / med,
+    for (kind, mode), measured in pairs.items():
+        ratios = sorted(b / t for b, t in measured)
+        rows.append(dict(shape=name, experts=kind, batch=mode, bert_s=statistics.median(b for b, _ in measured),
+                         scimult_s=statistics.median(t for _, t in measured), ratio=statistics.median(ratios),
+                         spread=(ratios[0], ratios[-1]), flop_ratio=flops[(kind, mode)] / bert_flops,
                          target=0.98 if mode == "single" else 0.90))
     return rows
 
@@ -75,22 +96,24 @@ def main() -> int:
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seq", type=int, default=256)
-    parser.add_argument("--reps", type=int, default=None, help="timed repetitions (default 9 MiniLM, 3 BERT-base)")
+    parser.add_argument("--reps", type=int, default=None, help="timed pairs per variant (default 16 MiniLM, 3 BERT-base)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     rows = []
     for shape in args.shapes:
-        reps = args.reps or (9 if shape == "minilm" else 3)
+        reps = args.reps or (16 if shape == "minilm" else 3)
         rows += bench_shape(shape, args.batch, args.seq, reps)
     print(f"\nbatch {args.batch}, sequence {args.seq}; ratio = BERT time / SciMult time (higher is better)\n")
-    print("| shape | experts | batch | BERT s/batch | SciMult s/batch | ratio | target | ok |")
-    print("|---|---|---|---:|---:|---:|---:|:---:|")
+    print("| shape | experts | batch | BERT s/batch | SciMult s/batch | ratio (median) | range | target | ok "
+          "| FLOPs vs BERT |")
+    print("|---|---|---|---:|---:|---:|---|---:|:---:|---:|")
     ok = True
     for r in rows:
         passed = r["ratio"] >= r["target"]
         ok &= passed
         print(f"| {r['shape']} | {r['experts']} | {r['batch']}-task | {r['bert_s']:.3f} | {r['scimult_s']:.3f} | "
-              f"{r['ratio']:.3f} | {r['target']:.2f} | {'yes' if passed else 'NO'} |")
+              f"{r['ratio']:.3f} | {r['spread'][0]:.2f}-{r['spread'][1]:.2f} | {r['target']:.2f} | "
+              f"{'yes' if passed else 'NO'} | {r['flop_ratio']:.4f} |")
     return 0 if ok else 1
 
 

@@ -59,10 +59,12 @@ def test_mixed_batch_equals_rows_run_per_task(expert_type, batch):
     torch.testing.assert_close(embed(model, batch, task=aliased), mixed.pooler_output.detach(), atol=1e-6, rtol=0)
 
 
-def test_mixed_batch_runs_each_expert_once_on_its_rows(batch):
-    model = tiny_model("attention")
+@pytest.mark.parametrize("expert_type", ["attention", "ffn"])
+def test_mixed_batch_runs_each_expert_once_on_its_rows(expert_type, batch):
+    model = tiny_model(expert_type)
     seen = []
-    layer = model.encoder.layer[1].attention.self.query
+    block = model.encoder.layer[1]
+    layer = block.attention.self.query if expert_type == "attention" else block.intermediate.dense
     hooks = [e.register_forward_hook(lambda m, i, o, k=k: seen.append((k, i[0].shape[0])))
              for k, e in enumerate(layer.experts)]
     embed(model, batch, task=["classification", "search", "classification", "search", "search"])

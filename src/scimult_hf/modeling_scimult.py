@@ -228,9 +228,18 @@ class SciMultLayer(GradientCheckpointingLayer):
         self.intermediate = SciMultIntermediate(config, experts=self.expert_type == "ffn")
         self.output = SciMultOutput(config, experts=self.expert_type == "ffn")
 
+    def feed_forward(self, attention_output: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return self.output(self.intermediate(attention_output, routing), attention_output, routing)
+
     def forward(self, hidden_states, attention_mask, routing: Routing) -> torch.Tensor:
         attention_output = self.attention(hidden_states, attention_mask, routing)
-        return self.output(self.intermediate(attention_output, routing), attention_output, routing)
+        if self.expert_type == "ffn" and routing.expert is None:
+            # Mixed batch: run each expert's whole feed-forward block on its rows, joining once at the end
+            # (rather than after each of its sub-layers, which would copy the 4x wider intermediate too).
+            return torch.cat(
+                [self.feed_forward(attention_output[s:t], Routing(expert=e)) for e, s, t in routing.segments], dim=0
+            )
+        return self.feed_forward(attention_output, routing)
 
 
 class SciMultEncoder(nn.Module):
