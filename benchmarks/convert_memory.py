@@ -179,11 +179,12 @@ def verify(ckpt: Path, out: Path) -> int:
     import torch
     from safetensors import safe_open
 
-    from scimult_hf.convert import ConversionReport, _encoder_state, _rename, load_original_checkpoint
+    from scimult_hf.convert import load_original_checkpoint
+    from scimult_hf.convert.mapping import ConversionReport, rename_keys, shared_encoder_state
 
     original = load_original_checkpoint(ckpt)
     report = ConversionReport(checkpoint=ckpt)
-    state = _rename(_encoder_state(original["model_dict"], report), report)
+    state = rename_keys(shared_encoder_state(original["model_dict"], report), report)
     with safe_open(out / "model.safetensors", framework="pt") as f:
         names = set(f.keys())
         assert names == set(state), sorted(names ^ set(state))[:5]

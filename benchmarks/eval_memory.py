@@ -47,7 +47,7 @@ def stage(name: str, args) -> dict:
     import numpy as np
 
     from scimult_hf.evaluation import EmbeddingCache, retrieval_metrics
-    from scimult_hf.evaluation.search import exact_topk, faiss_topk, topk_to_run
+    from scimult_hf.retrieval.search import exact_topk, faiss_topk, topk_to_run
 
     out: dict = {"stage": name}
     cache = EmbeddingCache(args.cache_dir)

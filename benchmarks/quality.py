@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     import torch
 
     from scimult_hf.evaluation import format_table
-    from scimult_hf.evaluation.encoding import resolve_model
+    from scimult_hf.retrieval import resolve_model
 
     model_path = args.model or str(default_model_dir())
     st = resolve_model(model_path)

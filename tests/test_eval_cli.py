@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
+import sys
 import json
 from pathlib import Path
 
 import pytest
 from sentence_transformers import SentenceTransformer
 
-from scimult_hf.evaluation.cli import main, register_cli, run_evaluate
+from scimult_hf.cli import build_parser, main
+from scimult_hf.evaluation.cli import run_evaluate
 
 DOCS = [
     ("d1", "CRISPR-Cas9 genome editing", "Targeted genome editing in human cells with engineered nucleases."),
@@ -47,10 +47,8 @@ def encode_calls(monkeypatch):
     return calls
 
 
-def test_register_cli_wires_handler():
-    parser = argparse.ArgumentParser(prog="scimult-hf")
-    sub = parser.add_subparsers(dest="command")
-    register_cli(sub)
+def test_root_parser_wires_evaluate():
+    parser = build_parser()
     args = parser.parse_args(["evaluate", "--model", "m", "--task", "search", "--data", "d", "--faiss"])
     assert args.func is run_evaluate and args.faiss and args.split == "test" and args.batch_size == 32
     with pytest.raises(SystemExit):
@@ -123,8 +121,8 @@ def test_option_errors(beir_folder, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("faiss") is not None, reason="faiss is installed here")
-def test_faiss_option_without_faiss(minilm_scimult, beir_folder, capsys):
+def test_faiss_option_without_faiss(minilm_scimult, beir_folder, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # as if faiss were not installed
     code = main(["evaluate", "--model", str(minilm_scimult), "--task", "search", "--data", str(beir_folder),
                  "--no-cache", "--quiet", "--faiss"])
     assert code == 2

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from scimult_hf import paper_text
-from scimult_hf.evaluation.data import (
+from scimult_hf import label_text, paper_text
+from scimult_hf.retrieval.data import (
     DataFormatError,
     detect_layout,
-    label_text,
     load_beir,
     load_candidates,
     load_classification,

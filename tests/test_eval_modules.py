@@ -15,6 +15,7 @@ from scimult_hf.evaluation import METRIC_NAMES, metric_path
 
 SCRIPT = textwrap.dedent(
     """
+    import inspect
     import json
     import evaluate
     from scimult_hf.evaluation import metric_path
@@ -36,6 +37,7 @@ SCRIPT = textwrap.dedent(
     multi = evaluate.load(metric_path("scimult_classification"), "multi_label")
     out["multi"] = multi.compute(predictions=[{"labels": ["x", "y", "z"], "scores": [3.0, 2.0, 1.0]}],
                                  references=[["x", "z"]], k_values=[2])
+    out["module_files"] = [inspect.getfile(type(m)) for m in (retrieval, single)]
     print("RESULT " + json.dumps(out))
     """
 )
@@ -83,5 +85,7 @@ def test_evaluate_load_offline_in_fresh_process(tmp_path):
     m = out["multi"]
     assert m["recall@2"] == pytest.approx(0.5) and m["precision@2"] == pytest.approx(0.5)
     assert m["ndcg@2"] == pytest.approx(1 / (1 + 1 / 1.584962500721156))
-    # Nothing was fetched: the module cache is the fresh HF_HOME.
-    assert (tmp_path / "hf_home").is_dir()
+    # Nothing was fetched: each module ran from evaluate's copy, in the fresh HF_HOME, of the shipped script.
+    for file, name in zip(out["module_files"], METRIC_NAMES):
+        assert Path(file).is_relative_to(tmp_path / "hf_home"), file
+        assert Path(file).read_bytes() == (Path(metric_path(name)) / f"{name}.py").read_bytes()

@@ -95,8 +95,20 @@ def test_gradient_checkpointing_gives_same_gradients(batch):
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-5, rtol=1e-4)
-    # experts unused by the batch get no gradient; used ones do
-    assert "encoder.layer.1.intermediate.dense.experts.1.weight" in grads[0]
+
+
+@pytest.mark.parametrize("expert_type", ["attention", "ffn"])
+def test_experts_unused_by_the_batch_get_no_gradient(expert_type, batch):
+    model = tiny_model(expert_type, seed=3).train()
+    out = model(**batch, task=["search", "classification", "search", "classification", "search"])
+    out.pooler_output.pow(2).sum().backward()
+    expert_grads = {n: p.grad for n, p in model.named_parameters() if ".experts." in n}
+    used = {n for n, g in expert_grads.items() if g is not None and bool(g.abs().sum() > 0)}
+    assert used and all(".experts.0." in n or ".experts.2." in n for n in used)  # search 0, classification 2
+    assert all(expert_grads[n] is None for n in expert_grads if ".experts.1." in n)  # link_prediction unused
+    assert {n.replace(".experts.2.", ".experts.0.") for n in used if ".experts.2." in n} == {
+        n for n in used if ".experts.0." in n
+    }
 
 
 def test_pooling_and_normalisation(batch):
@@ -177,3 +189,13 @@ def test_from_bert_copies_sub_layers_into_experts(minilm_path, batch):
 def test_from_bert_rejects_other_models():
     with pytest.raises(TypeError, match="BertModel"):
         SciMultModel.from_bert(torch.nn.Linear(2, 2))
+
+
+def test_return_dict_false_gives_a_tuple(batch):
+    model = tiny_model("attention", seed=5)
+    with torch.no_grad():
+        out = model(**batch, task="search")
+        as_tuple = model(**batch, task="search", return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == 2
+    torch.testing.assert_close(as_tuple[0], out.last_hidden_state)
+    torch.testing.assert_close(as_tuple[1], out.pooler_output)

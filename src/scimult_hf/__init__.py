@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel
 
 from .configuration_scimult import SciMultConfig
 from .modeling_scimult import SciMultModel, SciMultPreTrainedModel
-from .text import paper_text, paper_texts
+from .text import label_text, paper_text, paper_texts
 
 AutoConfig.register("scimult", SciMultConfig, exist_ok=True)
 AutoModel.register(SciMultConfig, SciMultModel, exist_ok=True)
@@ -35,6 +35,7 @@ __all__ = [
     "SciMultPreTrainedModel",
     "default_model_path",
     "export_task",
+    "label_text",
     "load_sentence_transformer",
     "paper_text",
     "paper_texts",

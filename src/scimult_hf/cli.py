@@ -1,10 +1,22 @@
-"""The ``scimult-hf`` command line."""
+"""The ``scimult-hf`` command line: one root parser, an explicit list of sub-commands, one error path.
+
+Every sub-command handler takes the parsed arguments and returns an exit code; bad input raises
+``ValueError`` (the package's data, checkpoint and task errors are ``ValueError`` subclasses),
+``OSError`` (missing or existing files) or ``ImportError`` (an optional package is missing), which
+:func:`main` reports as one line, ``scimult-hf COMMAND: error: ...``, with exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+
+from .convert.cli import register_cli as register_convert
+from .evaluation.cli import register_cli as register_evaluate
+
+#: Errors that mean "bad input": reported in one line, never as a stack trace.
+USER_ERRORS = (ValueError, OSError, ImportError)
 
 
 def _demo(args) -> int:
@@ -32,36 +44,42 @@ def _export(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scimult-hf", description="SciMult for transformers and sentence-transformers")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _register_demo(sub) -> None:
     p = sub.add_parser("demo", help="search, classify and link a handful of real papers with the default model")
     p.add_argument("--model", help="SciMult folder or Hub id (default: the offline default model)")
     p.add_argument("--data", help="data folder with scifact/, ohsumed23/, unarxive-cites/ (default: ../shared/data)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="picks the claim, papers and references shown (default: 0)")
     p.set_defaults(func=_demo)
 
+
+def _register_upcycle(sub) -> None:
     p = sub.add_parser("upcycle", help="turn a BERT / sentence-transformers folder into a SciMult folder")
-    p.add_argument("--source", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--expert-type", choices=["attention", "ffn", "none"], default="attention")
+    p.add_argument("--source", required=True, help="BERT or sentence-transformers folder (or Hub id)")
+    p.add_argument("--output", required=True, help="SciMult folder to write")
+    p.add_argument("--expert-type", choices=["attention", "ffn", "none"], default="attention",
+                   help="sub-layers that get one expert per task; none: a dense model (default: attention)")
     p.add_argument("--expert-layers", help="comma-separated layer indices (default 1,3,5,...)")
     p.add_argument("--tasks", help="comma-separated task names (default search,link_prediction,classification)")
     p.set_defaults(func=_upcycle)
 
+
+def _register_export(sub) -> None:
     p = sub.add_parser("export", help="write a plain-BERT sentence-transformers folder for one task")
     p.add_argument("--model", required=True, help="SciMult folder")
     p.add_argument("--task", help="task whose experts to keep (omit for a dense model)")
-    p.add_argument("--output", required=True)
+    p.add_argument("--output", required=True, help="folder to write")
     p.set_defaults(func=_export)
 
-    for module in ("scimult_hf.convert", "scimult_hf.evaluation.cli"):
-        try:
-            register = __import__(module, fromlist=["register_cli"]).register_cli
-        except (ImportError, AttributeError):
-            continue
+
+#: The sub-commands, in the order ``--help`` lists them.
+SUBCOMMANDS = (_register_demo, _register_upcycle, _register_export, register_convert, register_evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scimult-hf", description="SciMult for transformers and sentence-transformers")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in SUBCOMMANDS:
         register(sub)
     return parser
 
@@ -72,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as err:
+    except USER_ERRORS as err:
         print(f"scimult-hf {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -64,7 +64,6 @@ class SciMultConfig(PreTrainedConfig):
     layer_norm_eps: float = 1e-12
     pad_token_id: int | None = 0
     position_embedding_type: str = "absolute"
-    classifier_dropout: float | int | None = None
     tasks: list[str] | None = None
     task_aliases: dict[str, str] | None = None
     expert_type: str | None = "attention"

@@ -8,7 +8,6 @@ Parameter names follow ``transformers.BertModel`` exactly; an expert sub-layer r
 ``X`` by ``X.experts.{k}`` (k = task id), so every expert path maps one to one onto a BERT name.
 """
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import can_return_tuple
 
 from .configuration_scimult import SciMultConfig
 
@@ -283,42 +283,6 @@ def bert_parameter_name(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-def _read_json(path: str):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def read_sentence_transformers_setup(path: str) -> dict:
-    """Pooling, normalisation and max length from a sentence-transformers folder (empty dict if none).
-
-    Returns ``{"transformer_path", "pooling", "normalize", "max_seq_length"}`` (keys present when known).
-    """
-    modules_file = os.path.join(path, "modules.json")
-    if not os.path.isfile(modules_file):
-        return {}
-    setup: dict = {"normalize": False, "transformer_path": path}
-    for module in _read_json(modules_file):
-        kind = module.get("type", "").rsplit(".", 1)[-1]
-        module_path = os.path.join(path, module.get("path", ""))
-        if kind == "Transformer":
-            setup["transformer_path"] = module_path
-            st_config = os.path.join(module_path, "sentence_bert_config.json")
-            if os.path.isfile(st_config):
-                setup["max_seq_length"] = _read_json(st_config).get("max_seq_length")
-        elif kind == "Pooling":
-            pooling = _read_json(os.path.join(module_path, "config.json"))
-            mode = pooling.get("pooling_mode")
-            if mode is None:
-                mode = "cls" if pooling.get("pooling_mode_cls_token") else None
-                mode = "mean" if pooling.get("pooling_mode_mean_tokens") else mode
-            if mode not in ("cls", "mean"):
-                raise ValueError(f"{module_path}: pooling {pooling} is not supported by SciMult (use cls or mean).")
-            setup["pooling"] = mode
-        elif kind == "Normalize":
-            setup["normalize"] = True
-    return setup
-
-
 class SciMultModel(SciMultPreTrainedModel):
     """The SciMult encoder. ``forward(..., task=...)`` routes every row to its task's experts.
 
@@ -397,6 +361,7 @@ class SciMultModel(SciMultPreTrainedModel):
         return task_ids.to(device)
 
     # ----------------------------------------------------------------------------------------- forward
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -412,6 +377,9 @@ class SciMultModel(SciMultPreTrainedModel):
         Args:
             task (`str` or `list[str]`): task name or alias for the whole batch, or one per row.
             task_ids (`torch.LongTensor` of shape `(batch_size,)`): expert ids, the alternative to `task`.
+
+            return_dict (`bool`): `False` returns the output as a tuple (`last_hidden_state`, `pooler_output`
+                [, `hidden_states`]), as transformers models do.
 
         Returns:
             `BaseModelOutputWithPooling` whose `pooler_output` is the SciMult embedding ([CLS] or masked
@@ -490,17 +458,14 @@ class SciMultModel(SciMultPreTrainedModel):
         normalize: bool | None = None,
         **config_kwargs,
     ) -> "SciMultModel":
-        """Upcycle a ``BertModel`` (instance, folder, sentence-transformers folder or Hub id) into SciMult.
+        """Upcycle a ``BertModel`` (instance, folder or Hub id) into SciMult.
 
         Each expert starts as a copy of the BERT sub-layer it replaces, so until training moves them apart
-        every task's embedding equals the source model's. Pooling and normalisation come from the source's
-        sentence-transformers modules when it has them (explicit arguments win; else [CLS], unnormalised).
+        every task's embedding equals the source model's. ``pooling`` defaults to ``"cls"`` and ``normalize``
+        to False; :func:`scimult_hf.upcycle` reads both from a sentence-transformers folder.
         """
-        setup: dict = {}
         if isinstance(bert_or_path, (str, os.PathLike)):
-            path = os.fspath(bert_or_path)
-            setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
-            bert = BertModel.from_pretrained(setup.get("transformer_path", path))
+            bert = BertModel.from_pretrained(os.fspath(bert_or_path))
         elif isinstance(bert_or_path, BertModel):
             bert = bert_or_path
         else:
@@ -518,8 +483,8 @@ class SciMultModel(SciMultPreTrainedModel):
             task_aliases=task_aliases,
             expert_type=expert_type,
             expert_layers=list(expert_layers) if expert_layers is not None else None,
-            pooling=pooling or setup.get("pooling", "cls"),
-            normalize=normalize if normalize is not None else setup.get("normalize", False),
+            pooling=pooling or "cls",
+            normalize=bool(normalize),
             **config_kwargs,
         )
         model = cls(config)
@@ -537,8 +502,6 @@ class SciMultModel(SciMultPreTrainedModel):
             raise ValueError(f"from_bert: source weights with no place in SciMult: {leftover}.")
         model.load_state_dict(new_state, strict=True)
         model.to(bert.dtype)
-        # What the source's sentence-transformers setup said (e.g. max_seq_length), for savers to reuse.
-        model.source_setup = setup
         model.config._name_or_path = getattr(bert_config, "_name_or_path", "") or ""
         return model.eval()
 

@@ -1,19 +1,18 @@
-"""sentence-transformers folders for SciMult: save, load, upcycle, and per-task export to plain BERT."""
+"""sentence-transformers folders for SciMult: read their setup, save, load, upcycle, and per-task export to
+plain BERT."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
-import uuid
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from .modeling_scimult import SciMultModel, read_sentence_transformers_setup
+from .io import atomic_directory
+from .modeling_scimult import SciMultModel
 
 logger = logging.getLogger(__name__)
 
@@ -28,34 +27,43 @@ INSTRUCTION_PROMPTS: dict[str, str] = {
 }
 
 
-@contextmanager
-def atomic_directory(path: str | os.PathLike):
-    """Yield a temporary sibling folder; on success it replaces ``path``, on failure it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if path.exists():
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def _read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
-def _st_setup(path: str) -> dict:
-    """Prompts and max length recorded in a sentence-transformers folder."""
-    setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
-    cfg = os.path.join(path, "config_sentence_transformers.json")
-    if os.path.isfile(cfg):
-        with open(cfg, encoding="utf-8") as f:
-            data = json.load(f)
+def read_sentence_transformers_setup(path: str) -> dict:
+    """Pooling, normalisation, max length and prompts of a sentence-transformers folder (empty dict if none).
+
+    Returns ``{"transformer_path", "pooling", "normalize", "max_seq_length", "prompts",
+    "default_prompt_name"}`` (keys present when known).
+    """
+    modules_file = os.path.join(path, "modules.json")
+    if not os.path.isfile(modules_file):
+        return {}
+    setup: dict = {"normalize": False, "transformer_path": path}
+    for module in _read_json(modules_file):
+        kind = module.get("type", "").rsplit(".", 1)[-1]
+        module_path = os.path.join(path, module.get("path", ""))
+        if kind == "Transformer":
+            setup["transformer_path"] = module_path
+            st_config = os.path.join(module_path, "sentence_bert_config.json")
+            if os.path.isfile(st_config):
+                setup["max_seq_length"] = _read_json(st_config).get("max_seq_length")
+        elif kind == "Pooling":
+            pooling = _read_json(os.path.join(module_path, "config.json"))
+            mode = pooling.get("pooling_mode")
+            if mode is None:
+                mode = "cls" if pooling.get("pooling_mode_cls_token") else None
+                mode = "mean" if pooling.get("pooling_mode_mean_tokens") else mode
+            if mode not in ("cls", "mean"):
+                raise ValueError(f"{module_path}: pooling {pooling} is not supported by SciMult (use cls or mean).")
+            setup["pooling"] = mode
+        elif kind == "Normalize":
+            setup["normalize"] = True
+    st_config = os.path.join(path, "config_sentence_transformers.json")
+    if os.path.isfile(st_config):
+        data = _read_json(st_config)
         setup["prompts"] = data.get("prompts") or {}
         setup["default_prompt_name"] = data.get("default_prompt_name")
     return setup
@@ -107,8 +115,6 @@ def save_sentence_transformer(
     """
     if not isinstance(model, SciMultModel):
         raise TypeError(f"save_sentence_transformer needs a SciMultModel, got {type(model).__name__}.")
-    if max_seq_length is None:
-        max_seq_length = (getattr(model, "source_setup", None) or {}).get("max_seq_length")
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -142,13 +148,29 @@ def upcycle(
     tasks: Sequence[str] | None = None,
     prompts: dict[str, str] | None = None,
 ) -> Path:
-    """Turn a BERT (plain or sentence-transformers folder) into a complete SciMult folder, tokenizer included."""
+    """Turn a BERT (plain or sentence-transformers folder) into a complete SciMult folder, tokenizer included.
+
+    A sentence-transformers source gives the pooling, normalisation, maximum length and prompts (``prompts``
+    wins); a plain BERT gives [CLS] pooling, unnormalised. ``expert_type=None`` builds a dense model (the
+    instruction variant, with e.g. ``prompts=INSTRUCTION_PROMPTS``).
+    """
     source = os.fspath(source)
-    model = SciMultModel.from_bert(source, expert_type=expert_type, expert_layers=expert_layers, tasks=tasks)
-    tokenizer = AutoTokenizer.from_pretrained(model.source_setup.get("transformer_path", source))
+    setup = read_sentence_transformers_setup(source) if os.path.isdir(source) else {}
+    transformer_path = setup.get("transformer_path", source)
+    model = SciMultModel.from_bert(
+        transformer_path,
+        expert_type=expert_type,
+        expert_layers=expert_layers,
+        tasks=tasks,
+        pooling=setup.get("pooling"),
+        normalize=setup.get("normalize"),
+    )
+    tokenizer = AutoTokenizer.from_pretrained(transformer_path)
     if prompts is None:
-        prompts = _st_setup(source).get("prompts") or None
-    return save_sentence_transformer(model, tokenizer, output, prompts=prompts)
+        prompts = setup.get("prompts") or None
+    return save_sentence_transformer(
+        model, tokenizer, output, prompts=prompts, max_seq_length=setup.get("max_seq_length")
+    )
 
 
 def export_task(
@@ -168,7 +190,7 @@ def export_task(
     setup: dict = {}
     if not isinstance(model, SciMultModel):
         path = os.fspath(model)
-        setup = _st_setup(path) if os.path.isdir(path) else {}
+        setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
         model = SciMultModel.from_pretrained(path)
         if tokenizer is None:
             tokenizer = AutoTokenizer.from_pretrained(path)
@@ -177,9 +199,7 @@ def export_task(
     if prompts is None:
         prompts = setup.get("prompts") or None
     if max_seq_length is None:
-        max_seq_length = setup.get("max_seq_length") or (getattr(model, "source_setup", None) or {}).get(
-            "max_seq_length"
-        )
+        max_seq_length = setup.get("max_seq_length")
     bert = model.to_bert(task)
     with atomic_directory(output) as tmp:
         bert.save_pretrained(tmp)

@@ -26,6 +26,19 @@ def paper_text(title: str | None, abstract: str | None = None) -> str:
     return f"{title} {SEP} {abstract}"
 
 
+def label_text(name: str, description: str | None = None) -> str:
+    """The text of a label: its name, or ``name [SEP] description`` when a description is given.
+
+    >>> label_text("Virus Diseases")
+    'Virus Diseases'
+    >>> label_text("Virus Diseases", "Diseases caused by viruses.")
+    'Virus Diseases [SEP] Diseases caused by viruses.'
+    """
+    name = (name or "").strip()
+    description = (description or "").strip()
+    return f"{name} {SEP} {description}" if description else name
+
+
 def paper_texts(papers: Iterable[Mapping], abstract_field: str = "abstract") -> list[str]:
     """``paper_text`` over records with ``title`` and ``abstract`` (or ``text``, as in BEIR corpora)."""
     out = []

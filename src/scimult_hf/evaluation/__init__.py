@@ -1,10 +1,9 @@
 """Evaluation of SciMult's three task families: search, link prediction, classification.
 
-* :mod:`.data` - loaders for BEIR folders and classification JSONL folders (validated, offline);
+* loaders, encoding, the embedding cache and top-k search live in :mod:`scimult_hf.retrieval`
+  (re-exported here);
 * :mod:`.metrics` - trec_eval ranking metrics (pytrec_eval) and F1 (scikit-learn) as plain functions;
 * :mod:`.evaluators` - ``evaluate_search``, ``evaluate_link_prediction``, ``evaluate_classification``;
-* :mod:`.search` - exact chunked top-k (bounded memory) and the optional FAISS search;
-* :mod:`.cache` - embeddings cached on disk by (model, task, prompt, content);
 * :mod:`.results` - markdown tables and ``huggingface_hub.EvalResult`` entries for model cards;
 * :mod:`.cli` - ``scimult-hf evaluate``; :mod:`.mteb_bridge` - an MTEB encoder routing tasks to experts;
 * ``evaluate`` modules ``scimult_retrieval`` and ``scimult_classification``: ``evaluate.load(metric_path(name))``.
@@ -20,17 +19,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cache import EmbeddingCache, default_cache_dir, model_fingerprint, texts_fingerprint
-from .data import (
+from ..retrieval import (
     ClassificationData,
     DataFormatError,
+    EmbeddingCache,
     RetrievalData,
-    label_text,
+    default_cache_dir,
+    exact_topk,
+    faiss_topk,
     load_beir,
     load_candidates,
     load_classification,
     load_qrels,
+    model_fingerprint,
+    texts_fingerprint,
 )
+from ..text import label_text
 from .evaluators import (
     TASKS,
     evaluate_classification,
@@ -50,7 +54,6 @@ from .metrics import (
     single_label_metrics,
 )
 from .results import format_table, to_eval_results
-from .search import exact_topk, faiss_topk
 
 METRIC_NAMES = ("scimult_retrieval", "scimult_classification")
 

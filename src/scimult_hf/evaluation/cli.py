@@ -6,20 +6,18 @@
 
 Embeddings are cached (default ``$SCIMULT_HF_CACHE/embeddings``, default ``~/.cache/scimult_hf/embeddings``) by model
 weights, task, prompt and text content, so a re-run skips encoding. ``register_cli(subparsers)`` adds
-the sub-command to the package's CLI; ``python -m scimult_hf.evaluation.cli ...`` runs it alone.
+the sub-command to the package's CLI (:mod:`scimult_hf.cli`), which reports the errors it raises.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-__all__ = ["main", "register_cli", "run_evaluate"]
+from ..configuration_scimult import DEFAULT_TASKS
 
-_TASKS = ("search", "link_prediction", "classification")
+__all__ = ["register_cli", "run_evaluate"]
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
@@ -34,7 +32,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", required=True, help="SentenceTransformer folder or Hub id (loaded with trust_remote_code)")
-    p.add_argument("--task", required=True, choices=_TASKS, help="task family; its expert encodes both sides")
+    p.add_argument("--task", required=True, choices=DEFAULT_TASKS, help="task family; its expert encodes both sides")
     p.add_argument("--data", required=True, help="data folder")
     p.add_argument("--split", default="test", help="split (qrels/<split>.tsv or <split>.jsonl; default: test)")
     p.add_argument("--prompt-name", default=None, help="prompt of the model to use (instruction variant)")
@@ -53,70 +51,44 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Handler of ``scimult-hf evaluate``; returns the exit code (0 ok, 2 bad input)."""
-    from .cache import EmbeddingCache
-    from .data import DataFormatError
-    from .encoding import resolve_model
+    """Handler of ``scimult-hf evaluate``: prints the table (and JSON); bad input raises ``ValueError``."""
+    from ..io import atomic_write_text
+    from ..retrieval import EmbeddingCache, resolve_model
     from .evaluators import evaluate_task
     from .results import format_table
 
     if args.task != "classification" and args.k:
-        print("error: --k applies to classification only (retrieval metrics fix their cut-offs).", file=sys.stderr)
-        return 2
+        raise ValueError("--k applies to classification only (retrieval metrics fix their cut-offs).")
     if args.task == "classification" and (args.faiss or args.candidates or args.top_k):
-        print("error: --faiss, --candidates and --top-k apply to search and link_prediction only.", file=sys.stderr)
-        return 2
+        raise ValueError("--faiss, --candidates and --top-k apply to search and link_prediction only.")
     if args.candidates and args.task != "link_prediction":
-        print("error: --candidates is the reranking form of link_prediction; use --task link_prediction.", file=sys.stderr)
-        return 2
+        raise ValueError("--candidates is the reranking form of link_prediction; use --task link_prediction.")
     if not Path(args.data).is_dir():
-        print(f"error: --data {args.data}: no such folder.", file=sys.stderr)
-        return 2
-    try:
-        st = resolve_model(args.model, device=args.device)
-        cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
-        kwargs = dict(
-            split=args.split,
-            prompt_name=args.prompt_name,
-            batch_size=args.batch_size,
-            cache=cache,
-            show_progress_bar=not args.quiet,
-            model_name=args.model,
-        )
-        if args.task == "classification":
-            if args.k:
-                kwargs["k_values"] = args.k
-        else:
-            kwargs.update(use_faiss=args.faiss, top_k=args.top_k)
-            if args.candidates:
-                kwargs["candidates"] = args.candidates
-        result = evaluate_task(st, args.task, args.data, **kwargs)
-    except (DataFormatError, ValueError, ImportError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--data {args.data}: no such folder.")
+    st = resolve_model(args.model, device=args.device)
+    cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
+    kwargs = dict(
+        split=args.split,
+        prompt_name=args.prompt_name,
+        batch_size=args.batch_size,
+        cache=cache,
+        show_progress_bar=not args.quiet,
+        model_name=args.model,
+    )
+    if args.task == "classification":
+        if args.k:
+            kwargs["k_values"] = args.k
+    else:
+        kwargs.update(use_faiss=args.faiss, top_k=args.top_k)
+        if args.candidates:
+            kwargs["candidates"] = args.candidates
+    result = evaluate_task(st, args.task, args.data, **kwargs)
     print(format_table(result))
     text = json.dumps(result, indent=2)
     if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-        tmp.write_text(text + "\n", encoding="utf-8")
-        os.replace(tmp, out)
-        print(f"\nWrote {out}")
+        atomic_write_text(args.output, text + "\n")
+        print(f"\nWrote {args.output}")
     else:
         print()
         print(text)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``evaluate`` as a stand-alone program (``python -m scimult_hf.evaluation.cli``)."""
-    parser = argparse.ArgumentParser(prog="scimult-hf")
-    sub = parser.add_subparsers(dest="command", required=True)
-    register_cli(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

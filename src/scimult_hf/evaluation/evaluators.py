@@ -29,21 +29,36 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .cache import EmbeddingCache
-from .data import ClassificationData, RetrievalData, load_beir, load_candidates, load_classification
-from .encoding import encode_texts, model_label, resolve_model, similarity_kind, uses_task_kwarg
+from ..configuration_scimult import DEFAULT_TASKS as TASKS
+from ..retrieval import (
+    ClassificationData,
+    EmbeddingCache,
+    RetrievalData,
+    encode_texts,
+    exact_topk,
+    faiss_topk,
+    l2_normalize,
+    load_beir,
+    load_candidates,
+    load_classification,
+    model_label,
+    require_faiss,
+    resolve_model,
+    similarity_kind,
+    topk_to_run,
+    uses_task_kwarg,
+)
 from .metrics import (
     CLASSIFICATION_K_VALUES,
     LINK_PREDICTION_METRICS,
     RERANKING_METRICS,
     SEARCH_METRICS,
-    _parse,
     capped_k_values,
     multi_label_metrics,
+    parse_metric,
     retrieval_metrics,
     single_label_metrics,
 )
-from .search import _import_faiss, exact_topk, faiss_topk, l2_normalize, topk_to_run
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +70,6 @@ __all__ = [
     "evaluate_search",
     "evaluate_task",
 ]
-
-TASKS = ("search", "link_prediction", "classification")
-
 
 def _make_cache(cache_dir, cache: EmbeddingCache | None) -> EmbeddingCache | None:
     if cache is not None:
@@ -73,16 +85,16 @@ def _max_cutoff(metrics: Iterable[str]) -> int | None:
     """Largest cut-off among the metrics, or None when one needs the whole ranking (mrr, map, ndcg)."""
     best = 0
     for name in metrics:
-        _, k = _parse(name)
+        _, k = parse_metric(name)
         if k is None:
             return None
         best = max(best, k)
     return best
 
 
-def _base_result(st, task, expert, name, split, form, prompt_name, similarity, model_name) -> dict:
+def _base_result(model, st, task, expert, name, split, form, prompt_name, similarity, model_name) -> dict:
     return {
-        "model": model_name or model_label(st),
+        "model": model_name or model_label(model, st),
         "task": task,
         "expert": expert,
         "dataset": name,
@@ -122,7 +134,7 @@ def evaluate_retrieval(
     from its ranking, as BEIR does. ``cache_dir`` caches every embedding (see :mod:`.cache`).
     """
     if use_faiss:
-        _import_faiss()  # fail before any encoding when faiss is missing
+        require_faiss()  # fail before any encoding when faiss is missing
     st = resolve_model(model)
     if not isinstance(data, RetrievalData):
         data = load_beir(data, split=split)
@@ -199,7 +211,7 @@ def evaluate_retrieval(
         search = "faiss" if use_faiss else "exact"
         num_docs = len(doc_ids_all)
 
-    result = _base_result(st, task, expert, data.name, data.split, "reranking" if reranking else "retrieval",
+    result = _base_result(model, st, task, expert, data.name, data.split, "reranking" if reranking else "retrieval",
                           prompt_name, similarity, model_name)
     result.update(
         metrics=retrieval_metrics(run, data.qrels, metrics),
@@ -283,7 +295,7 @@ def evaluate_classification(
         metrics = single_label_metrics([g[0] for g in gold], predicted)
         form, main = "single_label", "micro_f1"
     timings["score_s"] = time.perf_counter() - t0
-    result = _base_result(st, task, expert, data.name, data.split, form, prompt_name, similarity, model_name)
+    result = _base_result(model, st, task, expert, data.name, data.split, form, prompt_name, similarity, model_name)
     result.update(
         metrics=metrics,
         main_metric=main,

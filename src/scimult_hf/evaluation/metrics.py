@@ -41,6 +41,7 @@ __all__ = [
     "capped_k_values",
     "metric_display_name",
     "multi_label_metrics",
+    "parse_metric",
     "qrels_from_records",
     "retrieval_metrics",
     "run_from_records",
@@ -59,7 +60,7 @@ _TREC = {"ndcg": "ndcg_cut", "recall": "recall", "precision": "P", "map": "map_c
 _DISPLAY = {"ndcg": "nDCG", "recall": "Recall", "precision": "P", "map": "MAP", "mrr": "MRR"}
 
 
-def _parse(name: str) -> tuple[str, int | None]:
+def parse_metric(name: str) -> tuple[str, int | None]:
     m = _NAME.match(name.strip().lower())
     if not m:
         raise ValueError(
@@ -79,7 +80,7 @@ def metric_display_name(name: str) -> str:
     special = {"micro_f1": "Micro-F1", "macro_f1": "Macro-F1", "accuracy": "Accuracy"}
     if name in special:
         return special[name]
-    kind, k = _parse(name)
+    kind, k = parse_metric(name)
     return _DISPLAY[kind] + ("" if k is None else f"@{k}")
 
 
@@ -144,7 +145,7 @@ def retrieval_metrics(
     names = list(dict.fromkeys(metrics))
     if not names:
         raise ValueError("No metrics requested.")
-    parsed = {n: _parse(n) for n in names}
+    parsed = {n: parse_metric(n) for n in names}
     qrels = _clean_qrels(qrels)
     run = _clean_run(run)
     pytrec_eval = _pytrec_eval()

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoding import resolve_model, uses_task_kwarg
+from ..retrieval import encode_for_task, model_label, resolve_model, uses_task_kwarg
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class SciMultMTEBEncoder:
                 raise ValueError(f"Unknown expert {expert!r}; this model's tasks are {sorted(experts)}.")
         meta = ModelMeta.from_sentence_transformer_model(self.model)
         known = meta.name if meta.name and not meta.name.startswith("no_model_name") else None
-        name = model_name or known or getattr(self.model, "_scimult_source", None) or "scimult-hf/model"
+        name = model_name or known or model_label(model, self.model, fallback="scimult-hf/model")
         if "/" not in name:  # mteb expects "org/name"
             name = f"local/{name}"
         self.mteb_model_meta = meta.model_copy(update={"name": name, "revision": revision or meta.revision})
@@ -150,26 +150,17 @@ class SciMultMTEBEncoder:
         expert = self.expert_for(task_metadata)
         ptype = getattr(prompt_type, "value", prompt_type)
         self.routing.append((task_metadata.name, task_metadata.type, expert, ptype))
-        encode_kwargs = {
-            "batch_size": kwargs.get("batch_size", 32),
-            "show_progress_bar": kwargs.get("show_progress_bar", False),
-            "convert_to_numpy": True,
-        }
-        prompt_name = self._prompt_for(expert)
-        if prompt_name is not None:
-            encode_kwargs["prompt_name"] = prompt_name
         if not texts:
-            dim = self.model.get_embedding_dimension()
-            return np.zeros((0, dim), dtype=np.float32)
-        if self.is_scimult:
-            emb = self.model.encode(texts, task=expert, **encode_kwargs)
-        elif ptype == "query":
-            emb = self.model.encode_query(texts, **encode_kwargs)
-        elif ptype == "document":
-            emb = self.model.encode_document(texts, **encode_kwargs)
-        else:
-            emb = self.model.encode(texts, **encode_kwargs)
-        return np.asarray(emb, dtype=np.float32)
+            return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
+        return encode_for_task(
+            self.model,
+            texts,
+            expert if self.is_scimult else None,
+            role=ptype if ptype in ("query", "document") else None,
+            prompt_name=self._prompt_for(expert),
+            batch_size=kwargs.get("batch_size", 32),
+            show_progress_bar=kwargs.get("show_progress_bar", False),
+        )
 
     def similarity(self, embeddings1, embeddings2):
         """The model's similarity matrix (cosine or dot product)."""

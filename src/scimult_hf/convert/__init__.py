@@ -1,0 +1,37 @@
+"""Convert the released SciMult training checkpoints (``scimult_vanilla.ckpt``, ``scimult_moe.ckpt``, the
+PMC-Patients fine-tunes) into SciMult folders that load with ``transformers`` and ``sentence-transformers``.
+
+The original files are ``torch.save`` pickles of the training state of github.com/yuzhimanhua/SciMult
+(``model_dict``, ``optimizer_dict``, ``scheduler_dict``, ``offset``, ``epoch``, ``encoder_params``).
+
+* :mod:`.checkpoint` - safe reading: the pickle's globals checked statically, then torch's restricted,
+  memory-mapped loader; never a full unpickle;
+* :mod:`.mapping` - one shared encoder, original key names to SciMult's, the config;
+* :mod:`.writer` - tokenizer / base config resolution and the atomic folder writer;
+* :mod:`.cli` - ``scimult-hf convert``.
+
+Python::
+
+    from scimult_hf.convert import convert_checkpoint
+    convert_checkpoint("scimult_moe.ckpt", "scimult-moe", tokenizer="path/to/BiomedBERT")
+"""
+
+from .checkpoint import ALLOWED_GLOBALS, BaseModelError, CheckpointError, load_original_checkpoint, plain
+from .mapping import ConversionReport, check_state, config_from_checkpoint, expert_layers_for
+from .writer import MAX_LENGTH, RENAMED_BASE_MODEL, convert_checkpoint, resolve_tokenizer
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "MAX_LENGTH",
+    "RENAMED_BASE_MODEL",
+    "BaseModelError",
+    "CheckpointError",
+    "ConversionReport",
+    "check_state",
+    "config_from_checkpoint",
+    "convert_checkpoint",
+    "expert_layers_for",
+    "load_original_checkpoint",
+    "plain",
+    "resolve_tokenizer",
+]

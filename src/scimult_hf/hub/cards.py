@@ -1,0 +1,106 @@
+"""Card text: the SciMult citation and model-card stubs (the one copy the package writes from)."""
+
+from __future__ import annotations
+
+#: The SciMult paper, as cited in every card and in the README.
+BIBTEX = """@inproceedings{zhang2023pre,
+  title={Pre-training Multi-task Contrastive Learning Models for Scientific Literature Understanding},
+  author={Zhang, Yu and Cheng, Hao and Shen, Zhihong and Liu, Xiaodong and Wang, Ye-Yi and Gao, Jianfeng},
+  booktitle={Findings of the Association for Computational Linguistics: EMNLP 2023},
+  pages={12259--12275},
+  year={2023}
+}"""
+
+_TASK_USE = {
+    "search": "search / retrieval (queries and papers; also encode_query / encode_document)",
+    "link_prediction": "link prediction (citation / co-citation recommendation)",
+    "classification": "classification (papers and label names)",
+}
+
+
+def converted_model_card(report, base_model: str) -> str:
+    """A model-card stub for a converted checkpoint (a :class:`~scimult_hf.convert.ConversionReport`)."""
+    cfg = report.config
+    experts = cfg.get("expert_type")
+    name = report.checkpoint.name
+    lines = [
+        "---",
+        "license: mit",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags:",
+        "- sentence-transformers",
+        "- feature-extraction",
+        "- scientific-literature",
+        "- scimult",
+        *(["- mixture-of-experts"] if experts else []),
+        f"base_model: {base_model}",
+        "---",
+        "",
+        f"# SciMult, converted from `{name}`",
+        "",
+        "SciMult (Zhang et al., Findings of EMNLP 2023), converted from the original training checkpoint by "
+        "`scimult-hf convert`. The conversion is exact: the original code and this folder give the same "
+        "embeddings (checked to 1e-5 on reference fixtures).",
+        "",
+        "## Source",
+        "",
+        f"- file: `{name}`, {report.size:,} bytes",
+        f"- sha256: `{report.sha256}`",
+        f"- tokenizer and base config: {report.tokenizer_source}",
+        f"- base model named in the checkpoint: `{report.encoder_params.get('pretrained_model_cfg')}`",
+        f"- parameters: {report.num_parameters:,} ({report.weights_bytes:,} bytes of weights)",
+        "",
+        "## Model",
+        "",
+        f"- experts: {experts or 'none (dense BERT)'}"
+        + (f", in layers {cfg.get('expert_layers')}, one per task" if experts else ""),
+        f"- embedding: {'[CLS] token' if cfg.get('pooling') == 'cls' else 'mean of the tokens'} of the last "
+        f"layer, {'L2-normalised (cosine)' if cfg.get('normalize') else 'not normalised (dot product)'}",
+        "- input: `title [SEP] abstract`, uncased, at most 512 tokens",
+        "",
+    ]
+    if experts:
+        lines += ["| task | expert id | use for |", "|---|---|---|"]
+        lines += [f"| `{t}` | {i} | {_TASK_USE.get(t, '')} |" for i, t in enumerate(cfg.get("tasks", []))]
+        lines += ["", "`encode(..., task=...)` picks the expert; the task is required.", ""]
+        if "pmcpatients" in name.lower():
+            lines += [
+                "The authors' PMC-Patients evaluation (`src/eval_pmc_patients.py`) embeds queries and candidates "
+                "with the link-prediction expert: use `task=\"link_prediction\"` to reproduce it.",
+                "",
+            ]
+    lines += [
+        "## Usage",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        'model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)',
+        'papers = ["BERT [SEP] We introduce a new language representation model ..."]',
+        "embeddings = model.encode(papers"
+        + ((', task="link_prediction")' if "pmcpatients" in name.lower() else ', task="search")') if experts else ")"),
+        "```",
+        "",
+        "## What the conversion dropped",
+        "",
+    ]
+    lines += [f"- `{k}`: {v}" for k, v in {**report.dropped_entries, **report.dropped_keys}.items()]
+    lines += [
+        "- the `ctx_model.` copy of every tensor: the query and context encoders are one shared module",
+        "",
+        "## Results",
+        "",
+        "To be completed by the Hub publishing work.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        BIBTEX,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["BIBTEX", "converted_model_card"]

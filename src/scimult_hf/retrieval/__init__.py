@@ -1,0 +1,49 @@
+"""Retrieval over papers: validated data loaders, encoding through a task's expert, the embedding cache
+and exact / FAISS top-k search. Used by evaluation, the corpus commands and the inference handler.
+
+* :mod:`.data` - BEIR folders and classification JSONL folders, checked row by row;
+* :mod:`.encoding` - the one task dispatch (``encode(task=...)`` for SciMult, ``encode_query`` /
+  ``encode_document`` for plain models), with an optional cache;
+* :mod:`.cache` - embeddings on disk keyed by (model, task, prompt, content);
+* :mod:`.search` - exact chunked top-k (bounded memory) and the optional FAISS search.
+"""
+
+from .cache import EmbeddingCache, default_cache_dir, model_fingerprint, texts_fingerprint
+from .data import (
+    ClassificationData,
+    DataFormatError,
+    RetrievalData,
+    detect_layout,
+    load_beir,
+    load_candidates,
+    load_classification,
+    load_qrels,
+)
+from .encoding import encode_for_task, encode_texts, model_label, resolve_model, similarity_kind, uses_task_kwarg
+from .search import exact_topk, faiss_topk, l2_normalize, require_faiss, topk_to_run
+
+__all__ = [
+    "ClassificationData",
+    "DataFormatError",
+    "EmbeddingCache",
+    "RetrievalData",
+    "default_cache_dir",
+    "detect_layout",
+    "encode_for_task",
+    "encode_texts",
+    "exact_topk",
+    "faiss_topk",
+    "l2_normalize",
+    "load_beir",
+    "load_candidates",
+    "load_classification",
+    "load_qrels",
+    "model_fingerprint",
+    "model_label",
+    "require_faiss",
+    "resolve_model",
+    "similarity_kind",
+    "texts_fingerprint",
+    "topk_to_run",
+    "uses_task_kwarg",
+]

@@ -1,0 +1,159 @@
+"""Encoding for retrieval and evaluation: any SentenceTransformer (SciMult or plain), a task's expert, optional cache.
+
+A SciMult model (its Transformer module lists ``"task"`` in ``modules.json`` kwargs, i.e.
+``st.module_kwargs``) is called as ``st.encode(texts, task=<task>)``, so both sides of every comparison
+go through the task's expert. A plain SentenceTransformer gets no ``task``: search queries and documents
+use ``encode_query`` / ``encode_document`` (its own query/document prompts, if any, as MTEB does), every
+other text ``encode``. ``prompt_name`` selects a prompt of the model (the instruction variant).
+
+sentence-transformers sorts each call's texts by length before batching, so batches hold texts of
+similar length.
+
+>>> from scimult_hf.retrieval.encoding import encode_texts, resolve_model   # doctest: +SKIP
+>>> st = resolve_model("path/to/scimult-folder")                              # doctest: +SKIP
+>>> encode_texts(st, ["BERT [SEP] We introduce ..."], task="search").shape   # doctest: +SKIP
+(1, 768)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .cache import EmbeddingCache, model_fingerprint, texts_fingerprint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["encode_for_task", "encode_texts", "model_label", "resolve_model", "similarity_kind", "uses_task_kwarg"]
+
+
+def resolve_model(model, device: str | None = None):
+    """A SentenceTransformer from an instance, a local folder or a Hub id (``trust_remote_code=True``)."""
+    from sentence_transformers import SentenceTransformer
+
+    if isinstance(model, SentenceTransformer):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        from ..sentence import load_sentence_transformer
+
+        kwargs = {"device": device} if device else {}
+        return load_sentence_transformer(os.fspath(model), **kwargs)
+    raise TypeError(
+        f"Expected a SentenceTransformer, a folder or a Hub id, got {type(model).__name__}. "
+        "Load the model with scimult_hf.load_sentence_transformer(path) first."
+    )
+
+
+def model_label(model, st=None, fallback: str = "model") -> str:
+    """A human-readable name for results: the path or id ``model`` was given as, else the model card's id."""
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model)
+    st = model if st is None else st
+    return getattr(getattr(st, "model_card_data", None), "model_id", None) or fallback
+
+
+def uses_task_kwarg(st) -> bool:
+    """True when some module of ``st`` receives ``task=`` from ``encode`` (a SciMult folder)."""
+    return any("task" in list(kwargs or []) for kwargs in (getattr(st, "module_kwargs", None) or {}).values())
+
+
+def similarity_kind(st) -> str:
+    """``"cosine"`` or ``"dot"``: how the model's embeddings are compared (cosine = dot of normalised rows)."""
+    name = getattr(st, "similarity_fn_name", None) or "cosine"
+    name = str(getattr(name, "value", name)).lower()
+    if name in ("cosine", "cos_sim"):
+        return "cosine"
+    if name in ("dot", "dot_score", "dot_product"):
+        return "dot"
+    raise ValueError(
+        f"The model's similarity function is {name!r}; evaluation ranks by dot product or cosine only. "
+        "Set model.similarity_fn_name = 'cosine' or 'dot'."
+    )
+
+
+def _check_prompt(st, prompt_name: str | None) -> str | None:
+    if prompt_name is None:
+        return None
+    prompts = getattr(st, "prompts", None) or {}
+    if prompt_name not in prompts:
+        raise ValueError(
+            f"The model has no prompt named {prompt_name!r}. Its prompts: {sorted(prompts) or 'none'}. "
+            "Add it to config_sentence_transformers.json 'prompts' or drop prompt_name."
+        )
+    return prompts[prompt_name]
+
+
+def encode_for_task(st, texts: Sequence[str], task: str | None, *, role: str | None = None,
+                    prompt_name: str | None = None, **encode_kwargs) -> np.ndarray:
+    """The one task dispatch: float32 embeddings of ``texts`` through ``task``'s expert.
+
+    A SciMult model gets ``encode(texts, task=task)``; a plain model (``task`` None) gets
+    ``encode_query`` / ``encode_document`` / ``encode`` by ``role`` (``"query"``, ``"document"`` or None),
+    as mteb's own wrapper calls it.
+    """
+    encode_kwargs.setdefault("convert_to_numpy", True)
+    if prompt_name is not None:
+        encode_kwargs["prompt_name"] = prompt_name
+    if task is not None:
+        emb = st.encode(list(texts), task=task, **encode_kwargs)
+    elif role == "query":
+        emb = st.encode_query(list(texts), **encode_kwargs)
+    elif role == "document":
+        emb = st.encode_document(list(texts), **encode_kwargs)
+    else:
+        emb = st.encode(list(texts), **encode_kwargs)
+    return np.asarray(emb, dtype=np.float32)
+
+
+def encode_texts(
+    st,
+    texts: Sequence[str],
+    task: str | None,
+    *,
+    role: str | None = None,
+    prompt_name: str | None = None,
+    batch_size: int = 32,
+    show_progress_bar: bool | None = None,
+    cache: EmbeddingCache | None = None,
+    ids: Sequence[str] | None = None,
+    desc: str | None = None,
+) -> np.ndarray:
+    """Embeddings (float32, N x d) of ``texts`` through ``task``'s expert; cached when ``cache`` is given.
+
+    ``role`` is ``"query"``, ``"document"`` or None; it only changes how a plain (non-SciMult) model is
+    called (``encode_query`` / ``encode_document``) and is part of the cache key.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("No texts to encode.")
+    prompt_text = _check_prompt(st, prompt_name)
+    scimult = uses_task_kwarg(st)
+    if scimult and not task:
+        raise ValueError("This is a SciMult model: pass the task whose expert should encode the texts.")
+    key = None
+    if cache is not None:
+        key = cache.key(
+            model=model_fingerprint(st),
+            task=task if scimult else None,
+            prompt=prompt_text,
+            role=None if scimult else role,
+            content=texts_fingerprint(texts, ids),
+        )
+        hit = cache.get(key, expected_rows=len(texts))
+        if hit is not None:
+            logger.info("Loaded %d cached embeddings%s.", len(texts), f" ({desc})" if desc else "")
+            return hit
+    emb = encode_for_task(
+        st, texts, task if scimult else None, role=role, prompt_name=prompt_name, batch_size=batch_size,
+        show_progress_bar=show_progress_bar,
+    )
+    if cache is not None:
+        cache.put(
+            key,
+            emb,
+            metadata={"task": task, "prompt_name": prompt_name, "role": role, "rows": len(texts), "desc": desc},
+        )
+    return emb
