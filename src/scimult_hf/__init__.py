@@ -25,6 +25,7 @@ from .sentence import (  # noqa: E402  (needs the registration above)
 )
 
 from .defaults import default_model_path  # noqa: E402
+from .retrieval.encoding import encode_by_task  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ __all__ = [
     "SciMultModel",
     "SciMultPreTrainedModel",
     "default_model_path",
+    "encode_by_task",
     "export_task",
     "label_text",
     "load_sentence_transformer",

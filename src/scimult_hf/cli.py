@@ -28,10 +28,9 @@ def _demo(args) -> int:
 def _upcycle(args) -> int:
     from .sentence import upcycle
 
-    layers = [int(x) for x in args.expert_layers.split(",")] if args.expert_layers else None
     expert_type = None if args.expert_type == "none" else args.expert_type
     tasks = args.tasks.split(",") if args.tasks else None
-    path = upcycle(args.source, args.output, expert_type=expert_type, expert_layers=layers, tasks=tasks,
+    path = upcycle(args.source, args.output, expert_type=expert_type, expert_layers=args.expert_layers, tasks=tasks,
                    overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
@@ -43,6 +42,13 @@ def _export(args) -> int:
     path = export_task(args.model, args.task, args.output, overwrite=args.overwrite)
     print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r})")
     return 0
+
+
+def _layer_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer indices, e.g. 1,3,5") from None
 
 
 def _register_demo(sub) -> None:
@@ -59,7 +65,7 @@ def _register_upcycle(sub) -> None:
     p.add_argument("--output", required=True, help="SciMult folder to write")
     p.add_argument("--expert-type", choices=["attention", "ffn", "none"], default="attention",
                    help="sub-layers that get one expert per task; none: a dense model (default: attention)")
-    p.add_argument("--expert-layers", help="comma-separated layer indices (default 1,3,5,...)")
+    p.add_argument("--expert-layers", type=_layer_list, help="comma-separated layer indices (default 1,3,5,...)")
     p.add_argument("--tasks", help="comma-separated task names (default search,link_prediction,classification)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (once the new one is complete)")
     p.set_defaults(func=_upcycle)

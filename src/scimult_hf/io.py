@@ -32,6 +32,7 @@ __all__ = [
     "atomic_file",
     "atomic_write_text",
     "check_output",
+    "check_writable",
     "remove_leftovers",
     "staging_name",
 ]
@@ -63,6 +64,13 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _root(name: str) -> str:
+    """The target a staging name belongs to, through nested staging (a writer staging inside a staging)."""
+    while match := _STAGING.match(name):
+        name = match["name"]
+    return name
+
+
 def remove_leftovers(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Remove the staging files and folders that dead writers left in ``folder`` (for target ``name`` only,
     or for every target); returns what was removed. A target that a dead writer had moved aside and not yet
@@ -73,7 +81,7 @@ def remove_leftovers(folder: str | os.PathLike, name: str | None = None) -> list
     removed = []
     for entry in sorted(folder.iterdir()):
         match = _STAGING.match(entry.name)
-        if not match or (name is not None and match["name"] != name) or _alive(int(match["pid"])):
+        if not match or (name is not None and _root(entry.name) != name) or _alive(int(match["pid"])):
             continue
         target = folder / match["name"]
         if match["kind"] == "old" and not target.exists():
@@ -113,6 +121,21 @@ def check_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike |
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"the output {output} is a file, not a folder; choose another output.")
     return out
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Fail now, not after a long job, if a file cannot be written at ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the output {path} is a folder; give a file name (e.g. {path / 'results.json'}).")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the folder {parent} for the output {path}: {e.strerror or e}.") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write the output {path}: the folder {parent} is not writable.")
+    return path
 
 
 @contextmanager

@@ -267,6 +267,46 @@ class SciMultPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _no_split_modules = ["SciMultEmbeddings", "SciMultLayer"]
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, allow_weight_mismatch: bool = False, **kwargs):
+        """``PreTrainedModel.from_pretrained``, but weights that do not fit the config are an error.
+
+        transformers loads a checkpoint with missing, unexpected or wrongly shaped weights after only a load
+        report, initialising the missing ones at random; for SciMult that means random experts and silently
+        wrong embeddings. Here any such weight raises ``ValueError`` naming them, unless
+        ``allow_weight_mismatch=True`` asks for the fresh initialisation (with sentence-transformers:
+        ``model_kwargs={"allow_weight_mismatch": True}``).
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except Exception as err:
+            if type(err).__name__ != "SafetensorError":
+                raise
+            raise ValueError(
+                f"The weights file of {pretrained_model_name_or_path} cannot be read ({err}): it is truncated or "
+                "corrupt. Download or save the model again."
+            ) from None
+        problems = {
+            kind: sorted(str(k) for k in info.get(kind) or ())
+            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")
+            if info.get(kind)
+        }
+        if problems and not allow_weight_mismatch:
+            found = "; ".join(
+                f"{kind.replace('_', ' ')} ({len(keys)}): {keys[:4]}{' ...' if len(keys) > 4 else ''}"
+                for kind, keys in problems.items()
+            )
+            raise ValueError(
+                f"The weights in {pretrained_model_name_or_path} do not fit its SciMult config: {found}. The "
+                "config was edited (expert_type, expert_layers or tasks) or the weights belong to another model "
+                "(a plain BERT folder needs `scimult-hf upcycle` first). Loading would leave those weights "
+                "randomly initialised; pass allow_weight_mismatch=True only if that is what you want."
+            )
+        return (model, info) if want_info else model
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -341,9 +381,13 @@ class SciMultModel(SciMultPreTrainedModel):
             if len(set(ids)) == 1:
                 return ids[0]
             return torch.tensor(ids, dtype=torch.long, device=device)
-        if isinstance(task_ids, int):
-            task_ids = torch.tensor([task_ids] * batch_size, dtype=torch.long)
-        task_ids = torch.as_tensor(task_ids, dtype=torch.long).reshape(-1)
+        task_ids = torch.as_tensor(task_ids)
+        if task_ids.is_floating_point() or task_ids.is_complex() or task_ids.dtype == torch.bool:
+            raise ValueError(
+                f"`task_ids` must be integer expert ids, got dtype {task_ids.dtype} ({task_ids.tolist()!r:.80}). "
+                f"{valid} (ids in that order)."
+            )
+        task_ids = task_ids.to(torch.long).reshape(-1)
         if task_ids.numel() == 1:
             task_ids = task_ids.expand(batch_size)
         if task_ids.numel() != batch_size:
@@ -372,12 +416,16 @@ class SciMultModel(SciMultPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        modality: str | None = None,
     ) -> BaseModelOutputWithPooling:
         r"""
         Args:
             task (`str` or `list[str]`): task name or alias for the whole batch, or one per row.
             task_ids (`torch.LongTensor` of shape `(batch_size,)`): expert ids, the alternative to `task`.
 
+            modality (`str`): set by sentence-transformers' Transformer module (its features carry it). It marks
+                a call from `SentenceTransformer.encode`, which sorts texts by length before batching but
+                passes a per-row `task` list unchanged, so such a list is refused there (see the error).
             return_dict (`bool`): `False` returns the output as a tuple (`last_hidden_state`, `pooler_output`
                 [, `hidden_states`]), as transformers models do.
 
@@ -388,6 +436,18 @@ class SciMultModel(SciMultPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if batch_size == 0 or seq_length == 0:
+            raise ValueError(
+                f"Empty batch: {batch_size} rows of {seq_length} tokens. Pass at least one text, and tokenize it "
+                "so that it keeps its special tokens (an empty string still gives [CLS] [SEP])."
+            )
+        if modality is not None and not isinstance(task, str) and task is not None and len(set(task)) > 1:
+            raise ValueError(
+                "sentence-transformers sorts the texts by length before batching but passes a per-row `task` list "
+                "unchanged, so rows would get other rows' experts. Encode each task's texts in a call of its own "
+                "(`model.encode(texts, task=name)`), or use scimult_hf.encode_by_task(model, texts, tasks), which "
+                "does that and returns the rows in their original order."
+            )
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if seq_length > self.config.max_position_embeddings:
             raise ValueError(
@@ -465,7 +525,13 @@ class SciMultModel(SciMultPreTrainedModel):
         to False; :func:`scimult_hf.upcycle` reads both from a sentence-transformers folder.
         """
         if isinstance(bert_or_path, (str, os.PathLike)):
-            bert = BertModel.from_pretrained(os.fspath(bert_or_path))
+            bert, info = BertModel.from_pretrained(os.fspath(bert_or_path), output_loading_info=True)
+            missing = [k for k in info.get("missing_keys") or () if not str(k).startswith("pooler.")]
+            if missing or info.get("mismatched_keys"):
+                raise ValueError(
+                    f"from_bert: {os.fspath(bert_or_path)} is not a complete BERT: weights missing or of the wrong "
+                    f"shape: {sorted(map(str, missing or info['mismatched_keys']))[:4]} ... Upcycle a BertModel folder."
+                )
         elif isinstance(bert_or_path, BertModel):
             bert = bert_or_path
         else:

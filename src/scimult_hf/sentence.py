@@ -69,6 +69,22 @@ def read_sentence_transformers_setup(path: str) -> dict:
     return setup
 
 
+def local_or_hub_id(path: str | os.PathLike) -> str:
+    """``path`` as given when it is a Hub id (``name`` or ``org/name``) or an existing local path; a local
+    path that does not exist raises ``FileNotFoundError`` (rather than a Hub error about repo-id syntax)."""
+    path = os.path.expanduser(os.fspath(path))
+    hub_like = not os.path.isabs(path) and not path.startswith(".") and path.count("/") <= 1 and "\\" not in path
+    if not os.path.exists(path) and not hub_like:
+        raise FileNotFoundError(f"no model folder at {path}: the path does not exist (a Hub id looks like org/name).")
+    return path
+
+
+def _model_type(path: str) -> str | None:
+    """``model_type`` in a local folder's ``config.json`` (None for a Hub id or a folder without one)."""
+    config = os.path.join(path, "config.json")
+    return _read_json(config).get("model_type") if os.path.isfile(config) else None
+
+
 def _build_and_save(folder: Path, model, pooling: str, normalize: bool, prompts, default_prompt_name,
                     max_seq_length, task_kwarg: bool, trust_remote_code: bool) -> None:
     """Write the sentence-transformers files around ``model`` (already saved in ``folder`` with its tokenizer).
@@ -146,7 +162,16 @@ def load_sentence_transformer(path: str | os.PathLike, **kwargs):
 
     kwargs.setdefault("trust_remote_code", True)
     kwargs.setdefault("device", "cpu")
-    return SentenceTransformer(str(path), **kwargs)
+    path = local_or_hub_id(path)
+    try:
+        return SentenceTransformer(path, **kwargs)
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise ValueError(
+            f"The weights file of {path} cannot be read ({err}): it is truncated or corrupt. Download or save the "
+            "model again."
+        ) from None
 
 
 def upcycle(
@@ -166,10 +191,18 @@ def upcycle(
     with ``overwrite=True`` (and only once the new folder is complete); an output that is or contains
     ``source`` is refused.
     """
-    source = os.fspath(source)
+    source = local_or_hub_id(source)
     check_output(output, [source], overwrite)
     setup = read_sentence_transformers_setup(source) if os.path.isdir(source) else {}
     transformer_path = setup.get("transformer_path", source)
+    model_type = _model_type(transformer_path)
+    if model_type == SciMultModel.config_class.model_type:
+        raise ValueError(
+            f"{source} is already a SciMult model: upcycle takes a BERT model. Load it with "
+            "SciMultModel.from_pretrained, or upcycle the BERT it came from to change its experts."
+        )
+    if model_type not in (None, "bert"):
+        raise ValueError(f"{source} is a {model_type!r} model: upcycle supports BERT models (model_type 'bert').")
     model = SciMultModel.from_bert(
         transformer_path,
         expert_type=expert_type,
@@ -205,7 +238,12 @@ def export_task(
     setup: dict = {}
     check_output(output, [] if isinstance(model, SciMultModel) else [model], overwrite)
     if not isinstance(model, SciMultModel):
-        path = os.fspath(model)
+        path = local_or_hub_id(model)
+        if _model_type(path) not in (None, SciMultModel.config_class.model_type):
+            raise ValueError(
+                f"{path} is a {_model_type(path)!r} model, not a SciMult folder: export takes a SciMult model "
+                "(a plain BERT folder already is what export writes; `scimult-hf upcycle` makes a SciMult one)."
+            )
         setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
         model = SciMultModel.from_pretrained(path)
         if tokenizer is None:

@@ -134,6 +134,7 @@ def _check_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            damaged = archive.testzip()  # reads every record and checks its CRC-32
     except zipfile.BadZipFile as err:
         raise CheckpointError(
             f"{path} ({size:,} bytes) is not a complete PyTorch zip archive ({err}): the file is truncated or "
@@ -142,6 +143,11 @@ def _check_archive(path: Path) -> None:
         ) from None
     except (OSError, EOFError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{path}: the zip archive cannot be read ({err}); the file is corrupt.") from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path}: the record {damaged!r} inside the archive fails its CRC-32 check: the file is corrupt "
+            "(compare its size and sha256 with the Hub file page and download it again). Nothing was converted."
+        )
     if len(pickles) != 1:
         raise CheckpointError(
             f"{path}: expected a PyTorch zip checkpoint with one data.pkl record, found {len(pickles)} "

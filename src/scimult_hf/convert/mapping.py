@@ -300,7 +300,8 @@ def config_from_checkpoint(
 def check_state(config, state: Mapping[str, torch.Tensor]) -> list[str]:
     """Check ``state`` against a SciMult model of ``config`` (built on the meta device: no memory).
 
-    Every parameter must be filled and every tensor used, with matching shapes. Returns the parameter names
+    Every parameter must be filled and every tensor used, with matching shapes, one floating-point dtype
+    and finite values. Returns the parameter names
     in the model's order.
     """
     from ..modeling_scimult import SciMultModel
@@ -326,6 +327,12 @@ def check_state(config, state: Mapping[str, torch.Tensor]) -> list[str]:
     dtypes = sorted({str(t.dtype) for t in state.values()})
     if len(dtypes) != 1 or state[next(iter(expected))].dtype not in _FLOAT_DTYPES:
         raise CheckpointError(f"expected one floating-point dtype for all weights, found {dtypes}.")
+    non_finite = [k for k in expected if not bool(torch.isfinite(state[k]).all())]
+    if non_finite:
+        raise CheckpointError(
+            f"{len(non_finite)} weights hold infinite or NaN values (e.g. {non_finite[:4]}): the checkpoint is "
+            "corrupt or was saved from a diverged run. Nothing was converted."
+        )
     return list(expected)
 
 

@@ -52,7 +52,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``scimult-hf evaluate``: prints the table (and JSON); bad input raises ``ValueError``."""
-    from ..io import atomic_write_text
+    from ..io import atomic_write_text, check_writable
     from ..retrieval import EmbeddingCache, resolve_model
     from .evaluators import evaluate_task
     from .results import format_table
@@ -65,6 +65,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ValueError("--candidates is the reranking form of link_prediction; use --task link_prediction.")
     if not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data}: no such folder.")
+    if args.output:
+        check_writable(args.output)  # before the evaluation, not after it
     st = resolve_model(args.model, device=args.device)
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
     kwargs = dict(

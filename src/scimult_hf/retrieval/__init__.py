@@ -8,7 +8,7 @@ and exact / FAISS top-k search. Used by evaluation, the corpus commands and the 
 * :mod:`.search` - exact chunked top-k (bounded memory) and the optional FAISS search.
 """
 
-from .cache import EmbeddingCache, default_cache_dir, model_fingerprint, texts_fingerprint
+from .cache import CacheError, EmbeddingCache, default_cache_dir, model_fingerprint, texts_fingerprint
 from .data import (
     ClassificationData,
     DataFormatError,
@@ -19,16 +19,28 @@ from .data import (
     load_classification,
     load_qrels,
 )
-from .encoding import encode_for_task, encode_texts, model_label, resolve_model, similarity_kind, uses_task_kwarg
+from .encoding import (
+    check_device,
+    encode_by_task,
+    encode_for_task,
+    encode_texts,
+    model_label,
+    resolve_model,
+    similarity_kind,
+    uses_task_kwarg,
+)
 from .search import exact_topk, faiss_topk, l2_normalize, require_faiss, topk_to_run
 
 __all__ = [
+    "CacheError",
     "ClassificationData",
     "DataFormatError",
     "EmbeddingCache",
     "RetrievalData",
     "default_cache_dir",
     "detect_layout",
+    "check_device",
+    "encode_by_task",
     "encode_for_task",
     "encode_texts",
     "exact_topk",

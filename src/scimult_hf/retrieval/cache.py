@@ -31,13 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_file
+from ..io import atomic_file, remove_leftovers
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EmbeddingCache", "default_cache_dir", "model_fingerprint", "texts_fingerprint"]
+__all__ = ["CacheError", "EmbeddingCache", "default_cache_dir", "model_fingerprint", "texts_fingerprint"]
 
-_FORMAT_VERSION = "1"
+_FORMAT_VERSION = "2"
 # Fingerprints of loaded models, computed once per model object (dropped with the model).
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -92,11 +92,21 @@ def model_fingerprint(model, refresh: bool = False) -> str:
     return digest
 
 
+class CacheError(OSError):
+    """The embedding cache folder cannot be used; the message names it and the way around it."""
+
+
 class EmbeddingCache:
-    """Embeddings on disk, one atomic safetensors file per key (see the module docstring)."""
+    """Embeddings on disk, one atomic safetensors file per key (see the module docstring).
+
+    Each file records its key and the SHA-256 of its embeddings in the header; an entry whose key or
+    checksum does not match (a damaged or foreign file) is a miss and is recomputed, never trusted. The
+    first write of a cache object removes what interrupted writers left behind.
+    """
 
     def __init__(self, cache_dir: str | os.PathLike | None = None):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._swept = False
 
     @staticmethod
     def key(*, model: str, task: str | None, prompt: str | None, role: str | None, content: str) -> str:
@@ -115,16 +125,22 @@ class EmbeddingCache:
         return self.cache_dir / f"{key}.safetensors"
 
     def get(self, key: str, expected_rows: int | None = None) -> np.ndarray | None:
-        """The cached array, or None when absent, unreadable or of the wrong length."""
+        """The cached array, or None when absent, unreadable, not this key's, damaged or of the wrong length."""
         path = self.path(key)
         if not path.is_file():
             return None
-        from safetensors.numpy import load_file
+        from safetensors import safe_open
 
         try:
-            array = load_file(str(path))["embeddings"]
+            with safe_open(str(path), framework="numpy") as f:
+                meta = f.metadata() or {}
+                array = f.get_tensor("embeddings")
         except Exception as e:  # a damaged file is a cache miss, not an error
-            logger.warning("Ignoring unreadable cache entry %s (%s); it will be rewritten.", path, e)
+            logger.warning("Ignoring unreadable embedding-cache entry %s (%s); it will be recomputed.", path, e)
+            return None
+        if meta.get("key") != key or meta.get("sha256") != _checksum(array):
+            logger.warning("Ignoring embedding-cache entry %s: its key or checksum does not match; it will be "
+                           "recomputed.", path)
             return None
         if expected_rows is not None and array.shape[0] != expected_rows:
             logger.warning("Ignoring cache entry %s: %d rows, expected %d.", path, array.shape[0], expected_rows)
@@ -136,8 +152,23 @@ class EmbeddingCache:
         from safetensors.numpy import save_file
 
         final = self.path(key)
-        meta = {"format": "scimult_hf.embeddings", "version": _FORMAT_VERSION}
+        array = np.ascontiguousarray(embeddings, dtype=np.float32)
+        meta = {"format": "scimult_hf.embeddings", "version": _FORMAT_VERSION, "key": key, "sha256": _checksum(array)}
         meta.update({k: "" if v is None else str(v) for k, v in (metadata or {}).items()})
-        with atomic_file(final) as tmp:
-            save_file({"embeddings": np.ascontiguousarray(embeddings, dtype=np.float32)}, str(tmp), metadata=meta)
+        try:
+            if not self._swept:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                remove_leftovers(self.cache_dir)
+                self._swept = True
+            with atomic_file(final) as tmp:
+                save_file({"embeddings": array}, str(tmp), metadata=meta)
+        except OSError as e:
+            raise CacheError(
+                f"cannot write the embedding cache at {self.cache_dir} ({e.strerror or e}). Point it elsewhere "
+                "(--cache-dir DIR, or $SCIMULT_HF_CACHE) or turn it off (--no-cache)."
+            ) from e
         return final
+
+
+def _checksum(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()

@@ -31,8 +31,8 @@ any split. Example (the folder comes from a test fixture)::
 
 from __future__ import annotations
 
-import csv
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +50,11 @@ __all__ = [
     "detect_layout",
     "load_qrels",
 ]
+
+
+#: Split names under which a classification set without splits (one ``papers.jsonl``) is read whole:
+#: ``"test"`` (the default, so such sets evaluate like the others) and ``"all"``.
+WHOLE_SET_SPLITS = ("test", "all")
 
 
 class DataFormatError(ValueError):
@@ -94,23 +99,41 @@ class ClassificationData:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file; a line that is not UTF-8 raises DataFormatError naming it."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataFormatError(
+                    f"{path}, line {lineno}: not UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1}). "
+                    "Save the file as UTF-8."
+                ) from None
+
+
+def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of a UTF-8 tab-separated file."""
+    for lineno, line in _text_lines(path):
+        yield lineno, line.rstrip("\r\n").split("\t")
+
+
 def _iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for every non-blank line; a bad line raises DataFormatError."""
     if not path.is_file():
         raise DataFormatError(f"{path}: file not found.")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
-            if not isinstance(row, dict):
-                raise DataFormatError(
-                    f"{path}, line {lineno}: expected a JSON object per line, got {type(row).__name__}."
-                )
-            yield lineno, row
+    for lineno, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
+        if not isinstance(row, dict):
+            raise DataFormatError(
+                f"{path}, line {lineno}: expected a JSON object per line, got {type(row).__name__}."
+            )
+        yield lineno, row
 
 
 def _field(row: dict, name: str, path: Path, lineno: int, *, required: bool = True, kind: str = "str"):
@@ -175,32 +198,45 @@ def load_qrels(path: str | os.PathLike) -> dict[str, dict[str, int]]:
     if not path.is_file():
         raise DataFormatError(f"{path}: qrels file not found.")
     qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+    rows = _tsv_rows(path)
+    _, header = next(rows, (1, None))
+    if header is None or [h.strip().lower() for h in header[:3]] != ["query-id", "corpus-id", "score"]:
+        raise DataFormatError(f"{path}, line 1: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header!r}.")
+    for lineno, row in rows:
+        if not "".join(row).strip():
+            continue
+        if len(row) < 3:
             raise DataFormatError(
-                f"{path}, line 1: expected the header 'query-id<TAB>corpus-id<TAB>score', got {header!r}."
+                f"{path}, line {lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), "
+                f"got {len(row)}: {row!r}."
             )
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 3:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: expected 3 tab-separated columns (query-id, corpus-id, score), "
-                    f"got {len(row)}: {row!r}."
-                )
-            qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
-            if not qid or not did:
-                raise DataFormatError(f"{path}, line {lineno}: empty query-id or corpus-id.")
-            try:
-                value = int(float(score))
-            except ValueError:
-                raise DataFormatError(f"{path}, line {lineno}: score {score!r} is not a number.") from None
-            qrels.setdefault(qid, {})[did] = value
+        qid, did, score = row[0].strip(), row[1].strip(), row[2].strip()
+        if not qid or not did:
+            raise DataFormatError(f"{path}, line {lineno}: empty query-id or corpus-id.")
+        qrels.setdefault(qid, {})[did] = _relevance(score, path, lineno)
     if not qrels:
         raise DataFormatError(f"{path}: no judgements after the header.")
+    if not any(score > 0 for docs in qrels.values() for score in docs.values()):
+        raise DataFormatError(
+            f"{path}: every score is 0 or below, so no document is relevant and every metric would be 0. "
+            "Relevant documents need a score of 1 or more."
+        )
     return qrels
+
+
+def _relevance(score: str, path: Path, lineno: int) -> int:
+    """A qrels score as trec_eval reads it: a whole number (graded relevance 0, 1, 2, ...)."""
+    try:
+        value = float(score)
+    except ValueError:
+        raise DataFormatError(f"{path}, line {lineno}: score {score!r} is not a number.") from None
+    if not math.isfinite(value) or value != int(value):
+        raise DataFormatError(
+            f"{path}, line {lineno}: score {score!r} is not a whole number. Relevance grades are integers "
+            "(0 = not relevant, 1, 2, ... = more relevant, as trec_eval reads them): map fractional scores to "
+            "integer grades, e.g. round(4 * score)."
+        )
+    return int(value)
 
 
 def _read_corpus(path: Path) -> dict[str, list]:
@@ -290,26 +326,26 @@ def load_candidates(path: str | os.PathLike) -> dict[str, list[str]]:
     if not path.is_file():
         raise DataFormatError(f"{path}: candidates file not found.")
     if path.suffix == ".json":
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataFormatError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}).") from None
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataFormatError(f"{path}: not UTF-8 (at byte {e.start}). Save the file as UTF-8.") from None
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}).") from None
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
             raise DataFormatError(f"{path}: expected a JSON object {{query id: [document ids]}}.")
         return {str(k): [str(d) for d in v] for k, v in data.items()}
     out: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or [h.strip().lower() for h in header[:2]] != ["query-id", "corpus-id"]:
-            raise DataFormatError(f"{path}, line 1: expected the header 'query-id<TAB>corpus-id', got {header!r}.")
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < 2 or not row[0].strip() or not row[1].strip():
-                raise DataFormatError(f"{path}, line {lineno}: expected 'query-id<TAB>corpus-id', got {row!r}.")
-            out.setdefault(row[0].strip(), []).append(row[1].strip())
+    rows = _tsv_rows(path)
+    _, header = next(rows, (1, None))
+    if header is None or [h.strip().lower() for h in header[:2]] != ["query-id", "corpus-id"]:
+        raise DataFormatError(f"{path}, line 1: expected the header 'query-id<TAB>corpus-id', got {header!r}.")
+    for lineno, row in rows:
+        if not "".join(row).strip():
+            continue
+        if len(row) < 2 or not row[0].strip() or not row[1].strip():
+            raise DataFormatError(f"{path}, line {lineno}: expected 'query-id<TAB>corpus-id', got {row!r}.")
+        out.setdefault(row[0].strip(), []).append(row[1].strip())
     return out
 
 
@@ -321,9 +357,14 @@ def _classification_file(folder: Path, split: str) -> Path:
     if candidate.is_file():
         return candidate
     whole = folder / "papers.jsonl"
-    if whole.is_file():
+    if whole.is_file() and split in WHOLE_SET_SPLITS:
         return whole
     available = sorted(p.stem for p in folder.glob("*.jsonl") if p.name != "labels.jsonl")
+    if whole.is_file():
+        raise DataFormatError(
+            f"{folder}: a set without splits (papers.jsonl only) has no split {split!r}; it is read whole with "
+            f"split {' or '.join(map(repr, WHOLE_SET_SPLITS))}."
+        )
     raise DataFormatError(
         f"{candidate}: no file for split {split!r} (and no papers.jsonl for a set without splits). "
         f"Available: {available or 'none'}."

@@ -27,7 +27,7 @@ from .cache import EmbeddingCache, model_fingerprint, texts_fingerprint
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["encode_for_task", "encode_texts", "model_label", "resolve_model", "similarity_kind", "uses_task_kwarg"]
+__all__ = ["check_device", "encode_by_task", "encode_for_task", "encode_texts", "model_label", "resolve_model", "similarity_kind", "uses_task_kwarg"]
 
 
 def resolve_model(model, device: str | None = None):
@@ -39,12 +39,29 @@ def resolve_model(model, device: str | None = None):
     if isinstance(model, (str, os.PathLike)):
         from ..sentence import load_sentence_transformer
 
-        kwargs = {"device": device} if device else {}
+        kwargs = {"device": check_device(device)} if device else {}
         return load_sentence_transformer(os.fspath(model), **kwargs)
     raise TypeError(
         f"Expected a SentenceTransformer, a folder or a Hub id, got {type(model).__name__}. "
         "Load the model with scimult_hf.load_sentence_transformer(path) first."
     )
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here, else ValueError naming the devices that exist."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"--device {device!r} is not a torch device ({e}); use cpu, cuda, cuda:N or mps.") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(parsed.type, False):
+        have = ", ".join(k for k, ok in available.items() if ok)
+        raise ValueError(f"--device {device!r}: no {parsed.type} device on this machine (available: {have}).")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+    return device
 
 
 def model_label(model, st=None, fallback: str = "model") -> str:
@@ -106,6 +123,28 @@ def encode_for_task(st, texts: Sequence[str], task: str | None, *, role: str | N
     else:
         emb = st.encode(list(texts), **encode_kwargs)
     return np.asarray(emb, dtype=np.float32)
+
+
+def encode_by_task(st, texts: Sequence[str], tasks: Sequence[str], **encode_kwargs) -> np.ndarray:
+    """Embeddings of ``texts`` where row i goes through ``tasks[i]``'s expert, in the original row order.
+
+    ``SentenceTransformer.encode`` sorts texts by length before batching and passes a per-row ``task`` list
+    unchanged, so it cannot take one (SciMult refuses it there). This encodes each task's rows in one call
+    and puts the rows back in order.
+    """
+    texts, tasks = list(texts), list(tasks)
+    if len(texts) != len(tasks):
+        raise ValueError(f"encode_by_task: {len(texts)} texts but {len(tasks)} tasks; give one task per text.")
+    out: np.ndarray | None = None
+    for task in dict.fromkeys(tasks):
+        rows = [i for i, t in enumerate(tasks) if t == task]
+        emb = encode_for_task(st, [texts[i] for i in rows], task, **encode_kwargs)
+        if out is None:
+            out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
+        out[rows] = emb
+    if out is None:
+        raise ValueError("encode_by_task: no texts to encode.")
+    return out
 
 
 def encode_texts(
