@@ -14,6 +14,7 @@ import sys
 
 from .convert.cli import register_cli as register_convert
 from .evaluation.cli import register_cli as register_evaluate
+from .training.cli import register_prepare, register_train
 
 #: Errors that mean "bad input": reported in one line, never as a stack trace.
 USER_ERRORS = (ValueError, OSError, ImportError)
@@ -81,7 +82,8 @@ def _register_export(sub) -> None:
 
 
 #: The sub-commands, in the order ``--help`` lists them.
-SUBCOMMANDS = (_register_demo, _register_upcycle, _register_export, register_convert, register_evaluate)
+SUBCOMMANDS = (_register_demo, _register_upcycle, _register_export, register_convert, register_evaluate,
+               register_prepare, register_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,4 +103,64 @@ def converted_model_card(report, base_model: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BIBTEX", "converted_model_card"]
+
+def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
+    """A model-card draft for a model trained by ``scimult-hf train`` (data, variant, hyper-parameters)."""
+    variant = config.get("variant")
+    experts = f"{config.get('expert_type')} experts" if variant == "moe" else "no experts (dense)"
+    lines = [
+        "---",
+        "license: mit",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags:",
+        "- sentence-transformers",
+        "- feature-extraction",
+        "- scientific-literature",
+        "- scimult",
+        *(["- mixture-of-experts"] if variant == "moe" else []),
+        f"base_model: {base}",
+        "---",
+        "",
+        f"# SciMult ({variant}), trained with scimult-hf",
+        "",
+        f"Multi-task contrastive training (SciMult, Zhang et al., Findings of EMNLP 2023) of `{base}`: variant "
+        f"`{variant}`, {experts}.",
+        "",
+        "## Training data",
+        "",
+        "| task | source | split | pairs | hard negatives |",
+        "|---|---|---|---:|---:|",
+    ]
+    for task, source in sorted(data.items()):
+        lines.append(f"| `{task}` | `{source.get('path')}` ({source.get('format')}) | {source.get('split', '')} | "
+                     f"{source.get('rows', '')} | {source.get('negatives', 0)} |")
+    lines += ["", "## Hyper-parameters", "", "| name | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in sorted(config.items())]
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        'model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)',
+        "embeddings = model.encode(papers"
+        + (', task="search")' if variant == "moe" else ', prompt_name="search")' if variant == "instruction" else ")"),
+        "```",
+        "",
+        "## Results",
+        "",
+        "To be completed with `scimult-hf evaluate`.",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        BIBTEX,
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["BIBTEX", "converted_model_card", "trained_model_card"]

@@ -1,0 +1,145 @@
+"""``scimult-hf prepare`` and ``scimult-hf train`` (registered by :mod:`scimult_hf.cli`).
+
+    scimult-hf prepare --data search=DIR --data classification=DIR [--split train] --output DIR
+                       [--negatives N --model M]
+    scimult-hf train --model BASE --data search=DIR ... | --prepared DIR  --output DIR
+                     [--variant moe|vanilla|instruction] [--expert-type attention|ffn] [--negatives N] [--resume]
+                     [--epochs E] [--max-steps S] [--batch-size B] [--lr LR] [--expert-lr LR] [--freeze-shared] ...
+
+``--data TASK=PATH`` takes a BEIR folder (search, link prediction), a classification folder or a pair /
+triplet file (JSONL or parquet: anchor, positive[, negative]). Launch ``train`` with ``accelerate launch``
+or ``torchrun`` for several processes or GPUs (``accelerate launch -m scimult_hf.cli train ...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+__all__ = ["register_prepare", "register_train"]
+
+
+def _task_path(text: str) -> tuple[str, str]:
+    task, sep, path = text.partition("=")
+    if not sep or not task or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} is not TASK=PATH (e.g. search=data/scifact)")
+    return task, path
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=_task_path, action="append", default=[], metavar="TASK=PATH",
+                   help="a task's training data: BEIR folder, classification folder, or pair/triplet JSONL/parquet "
+                   "(repeat per task)")
+    p.add_argument("--split", default="train", help="split of the folders to read (default: train)")
+    p.add_argument("--negatives", type=int, default=0, help="hard negatives to mine per pair (default: 0)")
+    p.add_argument("--negatives-skip", type=int, default=0, help="nearest non-positives to pass over when mining")
+
+
+def _load(args, model_for_mining):
+    from .data import load_task_data
+    from .negatives import mine_hard_negatives
+
+    if not args.data:
+        raise ValueError("give training data with --data TASK=PATH (one per task).")
+    tasks = [t for t, _ in args.data]
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"--data names a task twice: {tasks}.")
+    data = {task: load_task_data(path, task, args.split) for task, path in args.data}  # all checked first
+    if args.negatives:
+        from ..sentence import load_sentence_transformer
+
+        st = load_sentence_transformer(model_for_mining)
+        data = {t: mine_hard_negatives(st, d, args.negatives, args.negatives_skip, show_progress_bar=True)
+                for t, d in data.items()}
+    return data
+
+
+def run_prepare(args) -> int:
+    """Write each task's pairs as ``OUTPUT/TASK/pairs.parquet`` with ``provenance.json`` beside it."""
+    from ..io import atomic_directory, check_output
+    from .data import provenance
+
+    if args.negatives and not args.model:
+        raise ValueError("--negatives needs --model (the model that mines them).")
+    check_output(args.output, [p for _, p in args.data], args.overwrite)
+    data = _load(args, args.model)
+    with atomic_directory(args.output) as tmp:
+        for task, d in data.items():
+            (tmp / task).mkdir()
+            d.pairs.to_parquet(str(tmp / task / "pairs.parquet"))
+            (tmp / task / "provenance.json").write_text(provenance(d) + "\n", encoding="utf-8")
+    for task, d in data.items():
+        print(f"{task}: {len(d.pairs):,} rows, columns {d.pairs.column_names} -> {Path(args.output) / task}")
+    return 0
+
+
+def run_train(args) -> int:
+    from .data import load_task_data
+    from .trainer import TrainConfig, train
+
+    config = TrainConfig(
+        variant=args.variant, expert_type=args.expert_type, expert_layers=args.expert_layers, epochs=args.epochs,
+        max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr,
+        expert_learning_rate=args.expert_lr, freeze_shared=args.freeze_shared, scale=args.scale,
+        cached_loss=args.cached_loss, mini_batch_size=args.mini_batch_size, sampler=args.sampler, seed=args.seed,
+        save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
+        bf16=args.bf16, max_seq_length=args.max_seq_length,
+    )
+    if args.prepared:
+        if args.data:
+            raise ValueError("give either --prepared or --data, not both.")
+        folders = sorted(p for p in Path(args.prepared).iterdir() if (p / "pairs.parquet").is_file())
+        if not folders:
+            raise ValueError(f"--prepared {args.prepared}: no TASK/pairs.parquet inside (write it with prepare).")
+        data = {p.name: load_task_data(p / "pairs.parquet", p.name) for p in folders}
+    else:
+        data = _load(args, args.model)
+    folder = train(args.model, data, args.output, config, resume=args.resume)
+    print(f"wrote {folder} (and per-task exports, losses, card draft in {args.output})")
+    return 0
+
+
+def register_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="turn training data into per-task pair files (parquet, with provenance)")
+    _data_options(p)
+    p.add_argument("--model", help="model that mines the hard negatives (with --negatives)")
+    p.add_argument("--output", required=True, help="folder to write (one sub-folder per task)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.set_defaults(func=run_prepare)
+
+
+def _layers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer indices") from None
+
+
+def register_train(sub) -> None:
+    p = sub.add_parser("train", help="multi-task contrastive training (MoE, vanilla or instruction variant)")
+    p.add_argument("--model", required=True, help="BERT / sentence-transformers folder to upcycle, or a SciMult folder")
+    _data_options(p)
+    p.add_argument("--prepared", help="a folder written by `scimult-hf prepare` instead of --data")
+    p.add_argument("--output", required=True, help="run folder (checkpoints, model, exports, logs, card)")
+    p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
+    p.add_argument("--variant", choices=["moe", "vanilla", "instruction"], default="moe")
+    p.add_argument("--expert-type", choices=["attention", "ffn"], default="attention", help="for --variant moe")
+    p.add_argument("--expert-layers", type=_layers, help="comma-separated layers with experts (default 1,3,5,...)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
+    p.add_argument("--batch-size", type=int, default=32, help="per process")
+    p.add_argument("--lr", type=float, default=2e-5, help="learning rate of the shared weights")
+    p.add_argument("--expert-lr", type=float, help="learning rate of the experts (default: --lr)")
+    p.add_argument("--freeze-shared", action="store_true", help="train the experts only")
+    p.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale (1 / temperature)")
+    p.add_argument("--cached-loss", action="store_true", help="cached InfoNCE for batches too large for memory")
+    p.add_argument("--mini-batch-size", type=int, default=32, help="with --cached-loss")
+    p.add_argument("--sampler", choices=["round_robin", "proportional"], default="round_robin",
+                   help="how batches of the tasks alternate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps")
+    p.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
+    p.add_argument("--logging-steps", type=int, default=10)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
+    p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens")
+    p.set_defaults(func=run_train)

@@ -1,0 +1,320 @@
+"""Multi-task contrastive training of SciMult with the sentence-transformers trainer.
+
+Every batch comes from one task (one dataset per batch, as the original trains), the tasks mixed
+round-robin or in proportion to their sizes. Each task's loss is InfoNCE over the in-batch candidates
+plus its hard negatives: :class:`~scimult_hf.training.loss.SciMultInfoNCELoss`, which masks repeated
+texts so that two papers with the same label never become each other's false negatives; or, for batches
+too large for memory, sentence-transformers' cached ``MultipleNegativesRankingLoss`` with the
+``NO_DUPLICATES`` batch sampler (which needs at least twice the batch size in distinct positives). ``router_mapping`` tags every column of a task's dataset with
+the task, which reaches ``SciMultModel.forward(task=...)`` and so picks the experts.
+
+Variants: ``moe`` (attention or feed-forward experts, upcycled from any BERT), ``vanilla`` (one dense
+encoder) and ``instruction`` (dense, with the task's instruction prepended as a prompt). Launch with
+``python``, ``accelerate launch`` or ``torchrun``: the trainer runs data-parallel across processes (DDP
+with ``find_unused_parameters``, since a rank's batch leaves the other tasks' experts unused).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..configuration_scimult import DEFAULT_TASKS
+from .data import TaskData
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VARIANTS", "TrainConfig", "complete_checkpoints", "train"]
+
+VARIANTS = ("moe", "vanilla", "instruction")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a training run (recorded in the output's ``training.json`` and card)."""
+
+    variant: str = "moe"
+    expert_type: str = "attention"
+    expert_layers: list[int] | None = None
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 32
+    learning_rate: float = 2e-5
+    expert_learning_rate: float | None = None
+    freeze_shared: bool = False
+    scale: float = 20.0
+    cached_loss: bool = False
+    mini_batch_size: int = 32
+    sampler: str = "round_robin"
+    warmup_ratio: float = 0.1
+    seed: int = 0
+    save_steps: int = 500
+    save_total_limit: int = 2
+    logging_steps: int = 10
+    bf16: bool = False
+    max_seq_length: int | None = None
+    tasks: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}.")
+        if self.sampler not in ("round_robin", "proportional"):
+            raise ValueError(f"sampler must be 'round_robin' or 'proportional', got {self.sampler!r}.")
+        if self.freeze_shared and self.variant != "moe":
+            raise ValueError("freeze_shared trains the experts only, so it needs variant 'moe'.")
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    """Checkpoint folders that were written to the end (``trainer_state.json`` is the trainer's last file),
+    oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found) if (p / "trainer_state.json").is_file()]
+
+
+def _remove_incomplete_checkpoints(folder: Path) -> None:
+    complete = set(complete_checkpoints(folder))
+    for p in folder.iterdir() if folder.is_dir() else ():
+        if _CHECKPOINT.match(p.name) and p not in complete:
+            logger.warning("removing %s: an interrupted save left it incomplete", p)
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _initial_model(base: str, config: TrainConfig, folder: Path):
+    """The model training starts from: a SciMult folder as it is, or a BERT upcycled per the variant."""
+    from ..sentence import INSTRUCTION_PROMPTS, _model_type, load_sentence_transformer, local_or_hub_id, upcycle
+
+    base = local_or_hub_id(base)
+    if _model_type(base) != "scimult":
+        upcycle(base, folder, expert_type=config.expert_type if config.variant == "moe" else None,
+                expert_layers=config.expert_layers,
+                prompts=INSTRUCTION_PROMPTS if config.variant == "instruction" else None, overwrite=True)
+        base = str(folder)
+    st = load_sentence_transformer(base)
+    has_experts = st[0].model.config.has_experts
+    if has_experts != (config.variant == "moe"):
+        raise ValueError(f"{base} {'has' if has_experts else 'has no'} experts, which does not fit variant "
+                         f"{config.variant!r}; start from a BERT or a matching SciMult folder.")
+    if config.max_seq_length:
+        st.max_seq_length = config.max_seq_length
+    return st
+
+
+def _make_trainer_class():
+    import torch
+    from sentence_transformers import SentenceTransformerTrainer
+
+    class SciMultTrainer(SentenceTransformerTrainer):
+        """Records each task's loss: logged as ``loss/<task>`` (tensorboard, ``log_history``) and shown on the
+        progress bar with the task of the current batch."""
+
+        def add_model_card_callback(self, default_args_dict):
+            """No sentence-transformers card: its usage snippet encodes without a task, which SciMult refuses;
+            the run writes its own card (``hub.cards.trained_model_card``)."""
+
+        def _save(self, output_dir=None, state_dict=None):
+            output_dir = output_dir or self.args.output_dir
+            self.model.save(output_dir, create_model_card=False)
+            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.task_losses: dict[str, list[float]] = defaultdict(list)
+            self.current = ("", float("nan"))
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            task = inputs.get("dataset_name")
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if task and model.training:
+                value = float((out[0] if isinstance(out, tuple) else out).detach())
+                self.task_losses[task].append(value)
+                self.current = (task, value)
+            return out
+
+        def log(self, logs, *args, **kwargs):
+            if "loss" in logs:
+                for task, values in self.task_losses.items():
+                    if values:
+                        logs[f"loss/{task}"] = round(sum(values) / len(values), 4)
+                self.task_losses.clear()
+            return super().log(logs, *args, **kwargs)
+
+    return SciMultTrainer
+
+
+def _progress_callback(trainer):
+    from transformers.trainer_callback import ProgressCallback
+
+    class TaskProgress(ProgressCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            super().on_step_end(args, state, control, **kwargs)
+            if self.training_bar is not None:
+                task, loss = trainer.current
+                self.training_bar.set_postfix(task=task, loss=f"{loss:.3f}", refresh=False)
+
+    return TaskProgress()
+
+
+def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | os.PathLike,
+          config: TrainConfig | None = None, resume: bool = False, callbacks: list | None = None) -> Path:
+    """Train SciMult on ``data`` ({task: TaskData}) from ``base``; returns the trained model's folder.
+
+    ``output_dir`` receives ``checkpoints/`` (resumable), ``logs/`` (tensorboard), ``model/`` (the SciMult
+    folder), ``exports/<task>/`` (plain-BERT per-task folders, MoE only), ``losses.json``, ``loss.png`` and
+    ``README.md`` (a model-card draft). ``resume=True`` continues from the last complete checkpoint with
+    the same model, optimizer, scheduler, RNG and data position. ``callbacks`` are transformers
+    ``TrainerCallback`` objects added to the trainer.
+    """
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+    from transformers.trainer_callback import ProgressCallback
+
+    from ..sentence import INSTRUCTION_PROMPTS, export_task, save_sentence_transformer
+    from .loss import SciMultInfoNCELoss
+
+    config = config or TrainConfig()
+    if not data:
+        raise ValueError("no training data: give at least one task.")
+    valid = set(DEFAULT_TASKS)
+    unknown = sorted(set(data) - valid)
+    if unknown and config.variant != "moe":
+        raise ValueError(f"unknown tasks {unknown}; the tasks are {sorted(valid)}.")
+    config.tasks = sorted(data)
+    output_dir = Path(output_dir)
+    checkpoints = output_dir / "checkpoints"
+    if output_dir.exists() and not resume and complete_checkpoints(checkpoints):
+        raise FileExistsError(f"{output_dir} holds checkpoints of an earlier run: pass resume=True (--resume) to "
+                              "continue it, or choose another output folder.")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_incomplete_checkpoints(checkpoints)
+    st = _initial_model(os.fspath(base), config, output_dir / "initial")
+    model = st[0].model
+    for name, param in model.named_parameters():
+        if config.freeze_shared and ".experts." not in name:
+            param.requires_grad = False
+
+    def loss(task):
+        if config.cached_loss:
+            return CachedMultipleNegativesRankingLoss(st, scale=config.scale, mini_batch_size=config.mini_batch_size)
+        return SciMultInfoNCELoss(st, scale=config.scale)
+
+    datasets = {task: d.pairs for task, d in sorted(data.items())}
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        learning_rate_mapping={r".*\.experts\..*": config.expert_learning_rate} if config.expert_learning_rate else {},
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the training steps
+        batch_sampler=BatchSamplers.NO_DUPLICATES if config.cached_loss else BatchSamplers.BATCH_SAMPLER,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers(config.sampler),
+        router_mapping={task: {col: task for col in ds.column_names} for task, ds in datasets.items()},
+        prompts=({task: INSTRUCTION_PROMPTS[task] for task in datasets} if config.variant == "instruction" else None),
+        seed=config.seed,
+        data_seed=config.seed,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        report_to=["tensorboard"] if _has("tensorboard") else [],
+        bf16=config.bf16,
+        use_cpu=not _cuda(),  # without it accelerate runs CPU workers as separate, undistributed processes
+        ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda() else None,
+        dataloader_drop_last=True,
+        disable_tqdm=False,
+    )
+    # transformers 5 takes the tensorboard folder from the environment when the trainer is built.
+    previous = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "logs")
+    try:
+        trainer = _make_trainer_class()(model=st, args=args, train_dataset=datasets,
+                                        loss={task: loss(task) for task in datasets})
+    finally:
+        if previous is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR")
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = previous
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(_progress_callback(trainer))
+    for callback in callbacks or ():
+        trainer.add_callback(callback)
+    last = complete_checkpoints(checkpoints)
+    trainer.train(resume_from_checkpoint=str(last[-1]) if resume and last else None)
+
+    if trainer.is_world_process_zero():
+        prompts = INSTRUCTION_PROMPTS if config.variant == "instruction" else None
+        folder = save_sentence_transformer(model, st.tokenizer, output_dir / "model", prompts=prompts,
+                                           max_seq_length=st.max_seq_length)
+        if model.config.has_experts:
+            for task in model.config.tasks:
+                export_task(model, task, output_dir / "exports" / task, tokenizer=st.tokenizer,
+                            max_seq_length=st.max_seq_length, overwrite=True)
+        history = [h for h in trainer.state.log_history if "loss" in h]
+        _write_json(output_dir / "losses.json", history)
+        _write_json(output_dir / "training.json", {"config": asdict(config),
+                                                   "data": {t: d.source for t, d in data.items()},
+                                                   "global_step": trainer.state.global_step})
+        _plot_losses(history, output_dir / "loss.png")
+        from ..hub.cards import trained_model_card
+        from ..io import atomic_write_text
+
+        atomic_write_text(output_dir / "README.md", trained_model_card(asdict(config), {t: d.source for t, d in data.items()},
+                                                                       base=os.fspath(base)))
+        return folder
+    return output_dir / "model"
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _write_json(path: Path, value) -> None:
+    from ..io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _plot_losses(history: list[dict], path: Path) -> None:
+    """Per-task training loss against the step, as a PNG (needs matplotlib, the ``train`` extra)."""
+    if not _has("matplotlib"):
+        logger.warning("matplotlib is not installed: no loss plot (pip install 'scimult-hf[train]').")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_file
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    keys = sorted({k for h in history for k in h if k.startswith("loss/")})
+    for key in keys:
+        points = [(h["step"], h[key]) for h in history if key in h]
+        ax.plot(*zip(*points), marker="o", markersize=3, label=key.split("/", 1)[1])
+    ax.set_xlabel("step")
+    ax.set_ylabel("InfoNCE loss")
+    ax.set_title("Training loss per task")
+    if keys:
+        ax.legend()
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
