@@ -14,7 +14,7 @@ import sys
 
 from .convert.cli import register_cli as register_convert
 from .evaluation.cli import register_cli as register_evaluate
-from .training.cli import register_prepare, register_train
+from .training.cli import layer_list, register_prepare, register_train
 
 #: Errors that mean "bad input": reported in one line, never as a stack trace.
 USER_ERRORS = (ValueError, OSError, ImportError)
@@ -45,13 +45,6 @@ def _export(args) -> int:
     return 0
 
 
-def _layer_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer indices, e.g. 1,3,5") from None
-
-
 def _register_demo(sub) -> None:
     p = sub.add_parser("demo", help="search, classify and link a handful of real papers with the default model")
     p.add_argument("--model", help="SciMult folder or Hub id (default: the offline default model)")
@@ -66,7 +59,7 @@ def _register_upcycle(sub) -> None:
     p.add_argument("--output", required=True, help="SciMult folder to write")
     p.add_argument("--expert-type", choices=["attention", "ffn", "none"], default="attention",
                    help="sub-layers that get one expert per task; none: a dense model (default: attention)")
-    p.add_argument("--expert-layers", type=_layer_list, help="comma-separated layer indices (default 1,3,5,...)")
+    p.add_argument("--expert-layers", type=layer_list, help="comma-separated layer indices (default 1,3,5,...)")
     p.add_argument("--tasks", help="comma-separated task names (default search,link_prediction,classification)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (once the new one is complete)")
     p.set_defaults(func=_upcycle)

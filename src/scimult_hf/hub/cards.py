@@ -18,12 +18,9 @@ _TASK_USE = {
 }
 
 
-def converted_model_card(report, base_model: str) -> str:
-    """A model-card stub for a converted checkpoint (a :class:`~scimult_hf.convert.ConversionReport`)."""
-    cfg = report.config
-    experts = cfg.get("expert_type")
-    name = report.checkpoint.name
-    lines = [
+def _front_matter(base_model: str, experts: bool) -> list[str]:
+    """The card's YAML metadata block (license MIT, as the original SciMult) and a blank line."""
+    return [
         "---",
         "license: mit",
         "library_name: sentence-transformers",
@@ -37,6 +34,20 @@ def converted_model_card(report, base_model: str) -> str:
         f"base_model: {base_model}",
         "---",
         "",
+    ]
+
+
+def _citation() -> list[str]:
+    return ["## Citation", "", "```bibtex", BIBTEX, "```", ""]
+
+
+def converted_model_card(report, base_model: str) -> str:
+    """A model-card stub for a converted checkpoint (a :class:`~scimult_hf.convert.ConversionReport`)."""
+    cfg = report.config
+    experts = cfg.get("expert_type")
+    name = report.checkpoint.name
+    lines = [
+        *_front_matter(base_model, bool(experts)),
         f"# SciMult, converted from `{name}`",
         "",
         "SciMult (Zhang et al., Findings of EMNLP 2023), converted from the original training checkpoint by "
@@ -93,12 +104,7 @@ def converted_model_card(report, base_model: str) -> str:
         "",
         "To be completed by the Hub publishing work.",
         "",
-        "## Citation",
-        "",
-        "```bibtex",
-        BIBTEX,
-        "```",
-        "",
+        *_citation(),
     ]
     return "\n".join(lines)
 
@@ -109,19 +115,7 @@ def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
     variant = config.get("variant")
     experts = f"{config.get('expert_type')} experts" if variant == "moe" else "no experts (dense)"
     lines = [
-        "---",
-        "license: mit",
-        "library_name: sentence-transformers",
-        "pipeline_tag: sentence-similarity",
-        "tags:",
-        "- sentence-transformers",
-        "- feature-extraction",
-        "- scientific-literature",
-        "- scimult",
-        *(["- mixture-of-experts"] if variant == "moe" else []),
-        f"base_model: {base}",
-        "---",
-        "",
+        *_front_matter(base, variant == "moe"),
         f"# SciMult ({variant}), trained with scimult-hf",
         "",
         f"Multi-task contrastive training (SciMult, Zhang et al., Findings of EMNLP 2023) of `{base}`: variant "
@@ -153,12 +147,7 @@ def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
         "",
         "To be completed with `scimult-hf evaluate`.",
         "",
-        "## Citation",
-        "",
-        "```bibtex",
-        BIBTEX,
-        "```",
-        "",
+        *_citation(),
     ]
     return "\n".join(lines)
 

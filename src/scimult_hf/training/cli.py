@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["register_prepare", "register_train"]
+__all__ = ["layer_list", "register_prepare", "register_train"]
 
 
 def _task_path(text: str) -> tuple[str, str]:
@@ -108,11 +108,12 @@ def register_prepare(sub) -> None:
     p.set_defaults(func=run_prepare)
 
 
-def _layers(text: str) -> list[int]:
+def layer_list(text: str) -> list[int]:
+    """argparse type of ``--expert-layers`` (also used by ``upcycle``)."""
     try:
         return [int(x) for x in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer indices") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer indices, e.g. 1,3,5") from None
 
 
 def register_train(sub) -> None:
@@ -124,7 +125,7 @@ def register_train(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
     p.add_argument("--variant", choices=["moe", "vanilla", "instruction"], default="moe")
     p.add_argument("--expert-type", choices=["attention", "ffn"], default="attention", help="for --variant moe")
-    p.add_argument("--expert-layers", type=_layers, help="comma-separated layers with experts (default 1,3,5,...)")
+    p.add_argument("--expert-layers", type=layer_list, help="comma-separated layers with experts (default 1,3,5,...)")
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=32, help="per process")
