@@ -138,13 +138,18 @@ def check_writable(path: str | os.PathLike) -> Path:
     return path
 
 
-@contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed."""
+def _stage(path: str | os.PathLike) -> tuple[Path, Path]:
+    """The target and a fresh staging name beside it, after clearing dead writers' leftovers of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path.parent, path.name)
-    tmp = staging_name(path)
+    return path, staging_name(path)
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed."""
+    path, tmp = _stage(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -162,10 +167,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary sibling folder; on success it replaces ``path``, on failure it is removed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path.parent, path.name)
-    tmp = staging_name(path)
+    path, tmp = _stage(path)
     tmp.mkdir()
     try:
         yield tmp

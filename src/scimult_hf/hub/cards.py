@@ -37,6 +37,22 @@ def _front_matter(base_model: str, experts: bool) -> list[str]:
     ]
 
 
+def _usage(encode_arguments: str) -> list[str]:
+    """The sentence-transformers usage section; ``encode_arguments`` follows ``papers`` in ``encode(...)``."""
+    return [
+        "## Usage",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        'model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)',
+        'papers = ["BERT [SEP] We introduce a new language representation model ..."]',
+        f"embeddings = model.encode(papers{encode_arguments})",
+        "```",
+        "",
+    ]
+
+
 def _citation() -> list[str]:
     return ["## Citation", "", "```bibtex", BIBTEX, "```", ""]
 
@@ -82,17 +98,7 @@ def converted_model_card(report, base_model: str) -> str:
                 "",
             ]
     lines += [
-        "## Usage",
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        'model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)',
-        'papers = ["BERT [SEP] We introduce a new language representation model ..."]',
-        "embeddings = model.encode(papers"
-        + ((', task="link_prediction")' if "pmcpatients" in name.lower() else ', task="search")') if experts else ")"),
-        "```",
-        "",
+        *_usage((', task="link_prediction"' if "pmcpatients" in name.lower() else ', task="search"') if experts else ""),
         "## What the conversion dropped",
         "",
     ]
@@ -133,16 +139,7 @@ def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
     lines += [f"| {k} | `{v}` |" for k, v in sorted(config.items())]
     lines += [
         "",
-        "## Usage",
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        'model = SentenceTransformer("PATH_OR_REPO", trust_remote_code=True)',
-        "embeddings = model.encode(papers"
-        + (', task="search")' if variant == "moe" else ', prompt_name="search")' if variant == "instruction" else ")"),
-        "```",
-        "",
+        *_usage(', task="search"' if variant == "moe" else ', prompt_name="search"' if variant == "instruction" else ""),
         "## Results",
         "",
         "To be completed with `scimult-hf evaluate`.",
