@@ -88,7 +88,7 @@ def train_variant(base: Path, data, out: Path, variant: str, args) -> Path:
     name, _, experts = variant.partition("-")
     config = TrainConfig(variant=name, expert_type=experts or "attention", epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, expert_learning_rate=args.expert_lr,
-                         seed=args.seed, save_steps=10**9, logging_steps=20, bf16=args.bf16,
+                         freeze_shared=args.freeze_shared and name == "moe", seed=args.seed, save_steps=10**9, logging_steps=20, bf16=args.bf16,
                          max_seq_length=args.max_seq_length, sampler="round_robin")
     return train(base, data, out, config)
 
@@ -134,6 +134,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--expert-lr", type=float, default=None, help="experts' learning rate (SciMult variants)")
+    parser.add_argument("--freeze-shared", action="store_true", help="MoE variants: train the experts only")
     parser.add_argument("--negatives", type=int, default=1, help="mined hard negatives per pair (all variants)")
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
