@@ -62,7 +62,10 @@ def load_data(data_dir: Path, st, negatives: int):
 
 
 def train_plain(base: Path, data, out: Path, args) -> Path:
-    """The stock sentence-transformers recipe: one model, MNRL per task, round-robin, no task anywhere."""
+    """The stock sentence-transformers recipe: one model, MNRL per task, round-robin, no task anywhere.
+
+    The default batch sampler: ``NO_DUPLICATES`` cannot fill a single batch of 32 from OHSUMED's 23 labels.
+    """
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
@@ -71,7 +74,7 @@ def train_plain(base: Path, data, out: Path, args) -> Path:
     st.max_seq_length = args.max_seq_length
     targs = SentenceTransformerTrainingArguments(
         output_dir=str(out / "checkpoints"), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-        learning_rate=args.lr, warmup_steps=0.1, batch_sampler=BatchSamplers.NO_DUPLICATES,
+        learning_rate=args.lr, warmup_steps=0.1, batch_sampler=BatchSamplers.BATCH_SAMPLER,
         multi_dataset_batch_sampler=MultiDatasetBatchSamplers.ROUND_ROBIN, seed=args.seed, save_strategy="no",
         logging_steps=20, report_to=[], bf16=args.bf16, use_cpu=args.device == "cpu", dataloader_drop_last=True,
     )
