@@ -89,10 +89,41 @@ def test_each_variant_trains_end_to_end(tmp_path, tiny_bert, pair_files, variant
         assert not np.allclose(search, classification, atol=1e-4)  # tasks now give different embeddings
         for task in ("search", "link_prediction", "classification"):
             assert (tmp_path / "run" / "exports" / task / "modules.json").is_file()
+        if expert_type == "attention":
+            fresh_process_checks(folder, tmp_path)
     else:
         assert not st[0].model.config.has_experts
     if variant == "instruction":
         assert st.prompts["search"].startswith("Instruction:")
+
+
+def fresh_process_checks(folder: Path, tmp_path: Path) -> None:
+    """The trained folder loads with AutoModel (remote code) in a process that never imports scimult_hf, its
+    tasks give different embeddings there, and `scimult-hf evaluate` scores it."""
+    code = textwrap.dedent(f"""
+        import sys, torch
+        from transformers import AutoModel, AutoTokenizer
+        path = {str(folder)!r}
+        model = AutoModel.from_pretrained(path, trust_remote_code=True).eval()
+        batch = AutoTokenizer.from_pretrained(path, trust_remote_code=True)(["protein folding [SEP] structure"],
+                                                                           return_tensors="pt")
+        with torch.no_grad():
+            a, b = (model(**batch, task=t).pooler_output for t in ("search", "classification"))
+        assert "scimult_hf" not in sys.modules
+        print("DIFF", float((a - b).abs().max()))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(proc.stdout.split("DIFF")[1]) > 1e-4
+    data = tmp_path / "beir"
+    write(data / "corpus.jsonl", "".join(json.dumps({"_id": f"d{i}", "title": "T", "text": p}) + "\n"
+                                         for i, p in enumerate(PAPERS)))
+    write(data / "queries.jsonl", json.dumps({"_id": "q1", "text": "genome editing"}) + "\n")
+    write(data / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq1\td4\t1\n")
+    assert main(["evaluate", "--model", str(folder), "--task", "search", "--data", str(data), "--no-cache",
+                 "--quiet", "--output", str(tmp_path / "eval.json")]) == 0
+    assert "ndcg@10" in json.loads((tmp_path / "eval.json").read_text())["metrics"]
 
 
 def test_hard_negatives_never_repeat_a_known_positive(shared_dir, minilm_scimult):
