@@ -271,3 +271,35 @@ def test_two_process_data_parallel_training_keeps_replicas_identical(tmp_path, t
     assert changed, "no weight changed in 6 steps"
     # Each rank's batch is one task, so some experts were unused on a rank in some steps: DDP coped.
     assert any(".experts." in n for n in changed)
+
+
+def test_frozen_shared_weights_stay_and_experts_move(tmp_path, tiny_bert, pair_files):
+    config = quick_config(epochs=2, freeze_shared=True, expert_learning_rate=5e-3)
+    folder = train(tiny_bert, data_from(pair_files), tmp_path / "run", config)
+    before = load_file(tmp_path / "run" / "initial" / "model.safetensors")
+    after = load_file(folder / "model.safetensors")
+    shared = [k for k in before if ".experts." not in k]
+    assert all(torch.equal(before[k], after[k]) for k in shared)
+    assert any(not torch.equal(before[k], after[k]) for k in before if ".experts." in k)
+
+
+def test_cached_loss_trains(tmp_path, tiny_bert, pair_files):
+    config = quick_config(epochs=2, cached_loss=True, mini_batch_size=4)
+    train(tiny_bert, data_from({"search": pair_files["search"]}), tmp_path / "run", config)
+    history = json.loads((tmp_path / "run" / "losses.json").read_text())
+    assert [h for h in history if "loss/search" in h]
+
+
+def test_prepare_writes_parquet_with_provenance_and_train_reads_it(tmp_path, tiny_bert, shared_dir, capsys):
+    out = tmp_path / "prepared"
+    assert main(["prepare", "--data", f"link_prediction={shared_dir / 'data' / 'unarxive-cites'}",
+                 "--negatives", "1", "--model", str(tiny_bert), "--output", str(out)]) == 0
+    import datasets
+
+    pairs = datasets.Dataset.from_parquet(str(out / "link_prediction" / "pairs.parquet"))
+    assert pairs.column_names == ["anchor", "positive", "negative"] and len(pairs) == 1146
+    provenance = json.loads((out / "link_prediction" / "provenance.json").read_text())
+    assert provenance["format"] == "beir" and provenance["split"] == "train" and provenance["negatives"] == 1
+    assert main(["train", "--model", str(tiny_bert), "--prepared", str(out), "--output", str(tmp_path / "run"),
+                 "--max-steps", "2", "--batch-size", "4", "--max-seq-length", "32"]) == 0
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
