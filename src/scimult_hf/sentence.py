@@ -252,21 +252,64 @@ def export_task(
         raise ValueError("export_task needs the tokenizer when given a model object (tokenizer=...).")
     if prompts is None:
         prompts = setup.get("prompts") or None
-    if max_seq_length is None:
-        max_seq_length = setup.get("max_seq_length")
+    if max_seq_length is None:  # sentence-transformers 6 keeps it as the tokenizer's model_max_length
+        limit = tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else None
+        max_seq_length = setup.get("max_seq_length") or limit or model.config.max_position_embeddings
     bert = model.to_bert(task)
     with atomic_directory(output) as tmp:
         bert.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        _build_and_save(
+        write_classic_sentence_transformers_files(
             tmp,
-            bert,
+            dimension=bert.config.hidden_size,
             pooling=model.config.pooling,
             normalize=model.config.normalize,
+            max_seq_length=max_seq_length,
             prompts=prompts,
             default_prompt_name=setup.get("default_prompt_name"),
-            max_seq_length=max_seq_length,
-            task_kwarg=False,
-            trust_remote_code=False,
         )
     return Path(output)
+
+
+def write_classic_sentence_transformers_files(folder: Path, *, dimension: int, pooling: str, normalize: bool,
+                                              max_seq_length: int, prompts: dict[str, str] | None,
+                                              default_prompt_name: str | None = None) -> None:
+    """The sentence-transformers module files in the long-standing layout, beside a saved ``BertModel``.
+
+    sentence-transformers 6 writes ``sentence_transformers.base.modules.*`` class paths and new config
+    keys (``pooling_mode``, ``embedding_dimension``) that only it reads. The per-task export is meant for
+    every BERT runtime, so it gets the layout that sentence-transformers 2.x to 6.x, TEI and infinity all
+    read: ``sentence_transformers.models.Transformer`` / ``Pooling`` / ``Normalize`` in ``modules.json``,
+    ``pooling_mode_cls_token`` / ``pooling_mode_mean_tokens`` and ``word_embedding_dimension`` in
+    ``1_Pooling/config.json``, ``max_seq_length`` in ``sentence_bert_config.json``, and the prompts and
+    similarity in ``config_sentence_transformers.json``.
+    """
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        (folder / "2_Normalize").mkdir()
+    (folder / "1_Pooling").mkdir()
+    files = {
+        "modules.json": modules,
+        "sentence_bert_config.json": {"max_seq_length": max_seq_length, "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": dimension,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+        "config_sentence_transformers.json": {
+            "prompts": dict(prompts or {}),
+            "default_prompt_name": default_prompt_name,
+            "similarity_fn_name": "cosine" if normalize else "dot",
+        },
+    }
+    for name, value in files.items():
+        (folder / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,105 @@
+"""The per-task export in the long-standing sentence-transformers layout: what TEI, older
+sentence-transformers and plain transformers read, and the same embeddings through each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from conftest import PAPERS, tiny_model
+from scimult_hf import INSTRUCTION_PROMPTS, export_task, save_sentence_transformer
+
+
+@pytest.fixture(scope="module", params=[("cls", False), ("mean", True)], ids=["cls", "mean-normalized"])
+def exported(request, tmp_path_factory, tokenizer):
+    pooling, normalize = request.param
+    model = tiny_model("ffn", seed=21, pooling=pooling, normalize=normalize)
+    folder = tmp_path_factory.mktemp("export")
+    save_sentence_transformer(model, tokenizer, folder / "scimult", prompts=INSTRUCTION_PROMPTS)
+    out = export_task(folder / "scimult", "classification", folder / "classification")
+    batch = tokenizer(PAPERS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch, task="classification").pooler_output.numpy()
+    return out, expected, pooling, normalize
+
+
+def read(path: Path):
+    return json.loads(path.read_text())
+
+
+def test_files_are_what_tei_and_every_sentence_transformers_read(exported):
+    out, _, pooling, normalize = exported
+    config = read(out / "config.json")
+    assert config["architectures"] == ["BertModel"] and config["model_type"] == "bert"
+    assert "auto_map" not in config and not (out / "modeling_scimult.py").exists()
+    modules = read(out / "modules.json")
+    assert [m["type"] for m in modules] == ["sentence_transformers.models.Transformer",
+                                            "sentence_transformers.models.Pooling",
+                                            *(["sentence_transformers.models.Normalize"] if normalize else [])]
+    pool = read(out / "1_Pooling" / "config.json")
+    assert pool["pooling_mode_cls_token"] is (pooling == "cls")
+    assert pool["pooling_mode_mean_tokens"] is (pooling == "mean")
+    assert pool["word_embedding_dimension"] == 32 and "pooling_mode" not in pool
+    assert read(out / "sentence_bert_config.json")["max_seq_length"] == 128  # the tiny model's positions
+    st_config = read(out / "config_sentence_transformers.json")
+    assert st_config["prompts"] == INSTRUCTION_PROMPTS
+    assert st_config["similarity_fn_name"] == ("cosine" if normalize else "dot")
+
+
+def test_installed_sentence_transformers_gives_the_same_embeddings(exported):
+    out, expected, _, _ = exported
+    st = SentenceTransformer(str(out), device="cpu")
+    np.testing.assert_allclose(st.encode(PAPERS), expected, atol=1e-5, rtol=0)
+    assert st.prompts["classification"] == INSTRUCTION_PROMPTS["classification"]
+
+
+def test_plain_transformers_with_manual_pooling_gives_the_same_embeddings(exported, tokenizer):
+    from transformers import AutoModel
+
+    out, expected, pooling, normalize = exported
+    model = AutoModel.from_pretrained(out).eval()
+    batch = tokenizer(PAPERS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    if pooling == "cls":
+        emb = hidden[:, 0]
+    else:
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        emb = (hidden * mask).sum(1) / mask.sum(1)
+    if normalize:
+        emb = torch.nn.functional.normalize(emb, dim=-1)
+    np.testing.assert_allclose(emb.numpy(), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_sentence_transformers_3_in_its_own_virtualenv(exported, tmp_path_factory):
+    """sentence-transformers 3.x (what infinity-emb pins) with transformers 4.x, installed from the index."""
+    out, expected, _, _ = exported
+    env_dir = tmp_path_factory.getbasetemp() / "st3-venv"
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        venv.create(env_dir, with_pip=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", "sentence-transformers==3.4.1",
+                        "transformers==4.57.1"], check=True, timeout=1500)
+    code = textwrap.dedent(f"""
+        import json, sentence_transformers
+        from sentence_transformers import SentenceTransformer
+        st = SentenceTransformer({str(out)!r}, device="cpu")
+        print("RESULT", json.dumps({{"v": sentence_transformers.__version__, "emb": st.encode({PAPERS!r}).tolist()}}))
+    """)
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert got["v"].startswith("3.")
+    np.testing.assert_allclose(np.array(got["emb"]), expected, atol=1e-5, rtol=0)
