@@ -133,3 +133,22 @@ def test_citation_tasks_route_to_link_prediction_offline():
 def test_unknown_expert_is_rejected(tiny_st):
     with pytest.raises(ValueError, match="Unknown expert 'citation'"):
         SciMultMTEBEncoder(tiny_st, task_to_expert={"SciDocsRR": "citation"})
+
+
+def test_documents_are_title_sep_abstract_and_results_named_without_paths(tiny_st, tmp_path):
+    from mteb.types import PromptType
+
+    enc = SciMultMTEBEncoder(tiny_st, model_name="local/tiny-scimult")
+    batch = {"id": ["d1"], "text": ["BERT We introduce a model."], "title": ["BERT"], "body": ["We introduce a model."]}
+    meta = type("M", (), {"name": "SciFact", "type": "Retrieval"})()
+    got = enc.encode([batch], task_metadata=meta, hf_split="test", hf_subset="default",
+                     prompt_type=PromptType.document)
+    expected = tiny_st.encode(["BERT [SEP] We introduce a model."], task="search")
+    assert np.allclose(got, expected, atol=1e-6)
+
+    from scimult_hf.evaluation.mteb_bridge import _result_name
+
+    folder = tmp_path / "my-scimult"
+    folder.mkdir()
+    assert _result_name(str(folder), tiny_st) == "my-scimult"
+    assert _result_name("org/scimult-moe", tiny_st) == "org/scimult-moe"

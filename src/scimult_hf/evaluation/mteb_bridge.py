@@ -29,12 +29,14 @@ prompt type)``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ..retrieval import encode_for_task, model_label, resolve_model, uses_task_kwarg
+from ..text import paper_text
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,15 @@ def expert_for_task(
     return TYPE_TO_EXPERT.get(ttype, default_expert)
 
 
+def _result_name(model, st) -> str:
+    """The name mteb files results under: a Hub id as it is, a local folder by its folder name (never an
+    absolute path), so that results compare with the leaderboard's."""
+    label = model_label(model, st, fallback="scimult-hf/model")
+    if os.path.isabs(label) or os.path.exists(label):
+        return os.path.basename(os.path.normpath(label))
+    return label
+
+
 class SciMultMTEBEncoder:
     """mteb 2.x encoder over a SentenceTransformer, routing each task to an expert (see module docs).
 
@@ -111,7 +122,7 @@ class SciMultMTEBEncoder:
                 raise ValueError(f"Unknown expert {expert!r}; this model's tasks are {sorted(experts)}.")
         meta = ModelMeta.from_sentence_transformer_model(self.model)
         known = meta.name if meta.name and not meta.name.startswith("no_model_name") else None
-        name = model_name or known or model_label(model, self.model, fallback="scimult-hf/model")
+        name = model_name or known or _result_name(model, self.model)
         if "/" not in name:  # mteb expects "org/name"
             name = f"local/{name}"
         self.mteb_model_meta = meta.model_copy(update={"name": name, "revision": revision or meta.revision})
@@ -146,9 +157,9 @@ class SciMultMTEBEncoder:
         **kwargs: Any,
     ) -> np.ndarray:
         """Encode an MTEB DataLoader of text batches with the task's expert."""
-        texts = [text for batch in inputs for text in batch["text"]]
         expert = self.expert_for(task_metadata)
         ptype = getattr(prompt_type, "value", prompt_type)
+        texts = [text for batch in inputs for text in self._texts(batch)]
         self.routing.append((task_metadata.name, task_metadata.type, expert, ptype))
         if not texts:
             return np.zeros((0, self.model.get_embedding_dimension()), dtype=np.float32)
@@ -161,6 +172,16 @@ class SciMultMTEBEncoder:
             batch_size=kwargs.get("batch_size", 32),
             show_progress_bar=kwargs.get("show_progress_bar", False),
         )
+
+    @staticmethod
+    def _texts(batch) -> list[str]:
+        """The model input of a batch: documents that come with their ``title`` and ``body`` (mteb joins them
+        as ``title text``) become SciMult's ``title [SEP] abstract``; everything else is mteb's ``text``."""
+        bodies = batch.get("body")
+        if bodies is None:
+            return list(batch["text"])
+        titles = batch.get("title") or [None] * len(bodies)
+        return [paper_text(title, body) for title, body in zip(titles, bodies)]
 
     def similarity(self, embeddings1, embeddings2):
         """The model's similarity matrix (cosine or dot product)."""
