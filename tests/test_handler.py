@@ -1,0 +1,116 @@
+"""The Inference Endpoints handler: vectors equal to sentence-transformers', one error object per malformed
+request, and the same handler served over loopback HTTP with concurrent requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from conftest import PAPERS, tiny_model
+from scimult_hf import paper_text, save_sentence_transformer
+from scimult_hf.hub.handler import EndpointHandler, make_app
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory, tokenizer):
+    path = tmp_path_factory.mktemp("handler") / "scimult"
+    save_sentence_transformer(tiny_model("attention", seed=31), tokenizer, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def handler(folder):
+    return EndpointHandler(str(folder), max_inputs=8, max_chars=500, batch_size=2, device="cpu")
+
+
+def test_vectors_equal_sentence_transformers(handler):
+    st = handler.model
+    got = handler({"inputs": PAPERS, "parameters": {"task": "classification"}})
+    np.testing.assert_allclose(np.array(got), st.encode(PAPERS, task="classification"), atol=1e-5)
+    one = handler({"inputs": PAPERS[0], "parameters": {"task": "search"}})
+    np.testing.assert_allclose(np.array(one), st.encode(PAPERS[:1], task="search"), atol=1e-5)
+    papers = [{"title": "BERT", "abstract": "We introduce a model."}, {"title": "Only a title"}]
+    got = handler({"inputs": papers, "parameters": {"task": "link_prediction", "normalize": True}})
+    texts = [paper_text("BERT", "We introduce a model."), "Only a title"]
+    np.testing.assert_allclose(np.array(got), st.encode(texts, task="link_prediction", normalize_embeddings=True),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "request_, code",
+    [
+        ({}, "missing_inputs"),
+        ("just a string", "missing_inputs"),
+        ({"inputs": 3, "parameters": {"task": "search"}}, "bad_inputs"),
+        ({"inputs": [], "parameters": {"task": "search"}}, "bad_inputs"),
+        ({"inputs": ["ok", 4], "parameters": {"task": "search"}}, "bad_inputs"),
+        ({"inputs": [{"title": "t", "body": "b"}], "parameters": {"task": "search"}}, "bad_inputs"),
+        ({"inputs": ["ok"], "parameters": {"task": "astrology"}}, "unknown_task"),
+        ({"inputs": ["ok"]}, "missing_task"),
+        ({"inputs": ["ok", "  "], "parameters": {"task": "search"}}, "empty_input"),
+        ({"inputs": ["x"] * 9, "parameters": {"task": "search"}}, "too_many_inputs"),
+        ({"inputs": ["x" * 501], "parameters": {"task": "search"}}, "input_too_long"),
+        ({"inputs": ["ok"], "parameters": {"task": "search", "top_k": 3}}, "bad_parameters"),
+        ({"inputs": ["ok"], "parameters": ["search"]}, "bad_parameters"),
+        ({"inputs": ["ok"], "parameters": {"task": "search", "normalize": "yes"}}, "bad_parameters"),
+        ({"inputs": ["ok"], "parameters": {"task": "search", "prompt_name": "nope"}}, "unknown_prompt"),
+    ],
+)
+def test_each_malformed_request_gets_an_error_object(handler, request_, code):
+    result = handler(request_)
+    assert isinstance(result, dict) and result["error"]["code"] == code, result
+    assert result["error"]["message"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes) -> tuple[int, object]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_local_server_over_loopback_with_concurrent_requests(handler):
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(make_app(handler), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.time() + 30
+        while not server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url + "health", timeout=10) as resp:
+            assert json.loads(resp.read()) == {"status": "ok"}
+        tasks = ["search", "link_prediction", "classification"] * 4
+        bodies = [json.dumps({"inputs": PAPERS[:3], "parameters": {"task": t}}).encode() for t in tasks]
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda b: post(url, b), bodies))
+        for task, (status, vectors) in zip(tasks, answers):
+            assert status == 200
+            np.testing.assert_allclose(np.array(vectors), handler.model.encode(PAPERS[:3], task=task), atol=1e-5)
+        status, body = post(url, json.dumps({"inputs": ["ok"], "parameters": {"task": "nope"}}).encode())
+        assert status == 400 and body["error"]["code"] == "unknown_task"
+        status, body = post(url, b"{not json")
+        assert status == 400 and body["error"]["code"] == "bad_json"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
