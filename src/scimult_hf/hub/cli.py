@@ -1,9 +1,9 @@
-"""``scimult-hf serve``: the Inference Endpoints handler behind a local HTTP endpoint (registered by
-:mod:`scimult_hf.cli`)."""
+"""``scimult-hf serve`` (the Inference Endpoints handler behind a local HTTP endpoint) and ``scimult-hf push``
+(a model folder to the Hub in one commit); registered by :mod:`scimult_hf.cli`."""
 
 from __future__ import annotations
 
-__all__ = ["register_serve"]
+__all__ = ["register_push", "register_serve"]
 
 
 def run_serve(args) -> int:
@@ -24,3 +24,38 @@ def register_serve(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run_serve)
+
+
+def run_push(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .publish import card_with_results, push_model
+
+    card_path = Path(args.card) if args.card else Path(args.model) / "README.md"
+    if not card_path.is_file():
+        raise FileNotFoundError(f"no model card at {card_path}; pass --card README.md (see model_cards/).")
+    card = card_path.read_text(encoding="utf-8")
+    if args.results:
+        results = []
+        for path in args.results:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            results += data if isinstance(data, list) else [data]
+        card = card_with_results(card, results, model_name=args.repo)
+    out = push_model(args.model, args.repo, card, private=args.private, revision=args.revision,
+                     commit_message=args.message, dry_run=args.dry_run)
+    print(f"wrote {out} (nothing uploaded)" if args.dry_run else f"pushed {args.repo}: {out}")
+    return 0
+
+
+def register_push(sub) -> None:
+    p = sub.add_parser("push", help="push a model folder (exports, handler, card, results) to the Hub in one commit")
+    p.add_argument("--model", required=True, help="SciMult folder")
+    p.add_argument("--repo", required=True, help="Hub repository id, org/name")
+    p.add_argument("--card", help="model card (README.md with YAML metadata; default: the folder's README.md)")
+    p.add_argument("--results", nargs="+", help="`scimult-hf evaluate --output` JSON files for the card's model-index")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", help="branch to push to (created if needed)")
+    p.add_argument("--message", help="commit message")
+    p.add_argument("--dry-run", metavar="DIR", help="write the exact folder that would be pushed to DIR; upload nothing")
+    p.set_defaults(func=run_push)

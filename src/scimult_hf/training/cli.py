@@ -96,6 +96,11 @@ def run_train(args) -> int:
         data = _load(args, args.model)
     folder = train(args.model, data, args.output, config, resume=args.resume)
     print(f"wrote {folder} (and per-task exports, losses, card draft in {args.output})")
+    if args.push_to_hub:
+        from ..hub.publish import push_model
+
+        card = (Path(args.output) / "README.md").read_text(encoding="utf-8")
+        print(f"pushed {args.push_to_hub}: {push_model(folder, args.push_to_hub, card, private=args.private)}")
     return 0
 
 
@@ -143,4 +148,6 @@ def register_train(sub) -> None:
     p.add_argument("--logging-steps", type=int, default=10)
     p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
     p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens")
+    p.add_argument("--push-to-hub", metavar="REPO", help="push the trained model (exports, handler, card) to this repo")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     p.set_defaults(func=run_train)

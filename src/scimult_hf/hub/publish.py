@@ -1,0 +1,124 @@
+"""Push a SciMult model folder to the Hub in one commit, or write exactly what would be pushed (dry run).
+
+The repository gets the model folder as it is (safetensors weights, ``config.json`` with ``auto_map``,
+the two remote-code files, the sentence-transformers files, the tokenizer), the per-task plain-BERT
+exports in ``exports/<task>/``, ``handler.py`` with its ``requirements.txt`` for Inference Endpoints, and
+the model card as ``README.md`` (its metadata parsed with huggingface_hub's ``ModelCard`` before pushing,
+so a malformed card never reaches the Hub).
+
+The exports go in subfolders of the same repository: one commit keeps model and exports at the same
+revision. TEI and Inference Endpoints serve a repository's root, so serving one task with them means
+pushing that task's export (``scimult-hf export``) to a repository of its own with :func:`push_folder`.
+
+The ``api`` argument takes any object with huggingface_hub's ``HfApi`` methods used here
+(``create_repo``, ``create_branch``, ``upload_folder``); tests pass a recording fake. The token comes
+from ``token=``, else ``HF_TOKEN`` or the stored login, as huggingface_hub resolves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..io import atomic_directory, check_output
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HANDLER_PY", "REQUIREMENTS_TXT", "card_with_results", "prepare_model_repo", "push_folder", "push_model"]
+
+#: ``handler.py`` of a model repository: the package's handler (one copy of its code).
+HANDLER_PY = '''"""Inference Endpoints handler of this SciMult model (see scimult_hf.hub.handler)."""
+
+from scimult_hf.hub.handler import EndpointHandler
+
+__all__ = ["EndpointHandler"]
+'''
+#: What Inference Endpoints install before loading ``handler.py``.
+REQUIREMENTS_TXT = "scimult-hf\n"
+
+_SKIP = {"README.md", ".gitattributes"}
+
+
+def card_with_results(card: str, results: list[dict], model_name: str) -> str:
+    """``card`` with the evaluation ``results`` (``scimult-hf evaluate`` JSON) as ``model-index`` metadata."""
+    from huggingface_hub import ModelCard
+
+    from ..evaluation.results import to_eval_results
+
+    parsed = ModelCard(card)
+    entries = []
+    for r in results:
+        task_type = "text-classification" if r.get("task") == "classification" else "text-retrieval"
+        entries += to_eval_results(r, model_name, r["dataset"], r["dataset"], task_type,
+                                   task_name=f"{r.get('task')} ({r.get('expert') or 'no expert'} expert)")
+    parsed.data.model_name = model_name
+    parsed.data.eval_results = entries
+    return str(parsed)
+
+
+def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, card: str,
+                       overwrite: bool = False) -> Path:
+    """Write the folder that :func:`push_model` would upload (``--dry-run``): model, exports, handler, card.
+
+    ``card`` is the README text (YAML metadata and markdown); it must parse as a model card.
+    """
+    from huggingface_hub import ModelCard
+
+    from ..modeling_scimult import SciMultModel
+    from ..sentence import export_task
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json).")
+    check_output(output, [model_dir], overwrite)
+    parsed = ModelCard(card)
+    if not parsed.data.to_dict():
+        raise ValueError("the model card has no metadata block (--- YAML ---); render it from model_cards/ first.")
+    with atomic_directory(output) as tmp:
+        for item in sorted(model_dir.iterdir()):
+            if item.name in _SKIP or item.name.startswith("."):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
+        model = SciMultModel.from_pretrained(model_dir)
+        if model.config.has_experts:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            for task in model.config.tasks:
+                export_task(model, task, tmp / "exports" / task, tokenizer=tokenizer)
+        (tmp / "handler.py").write_text(HANDLER_PY, encoding="utf-8")
+        (tmp / "requirements.txt").write_text(REQUIREMENTS_TXT, encoding="utf-8")
+        parsed.save(tmp / "README.md")
+    return Path(output)
+
+
+def push_folder(folder: str | os.PathLike, repo_id: str, *, api=None, private: bool = False,
+                revision: str | None = None, commit_message: str | None = None, token: str | None = None):
+    """Upload ``folder`` to ``repo_id`` in one commit (the repository and the branch are created if needed)."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    if revision:
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+    return api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder), revision=revision,
+                             commit_message=commit_message or f"Upload SciMult model ({Path(folder).name})")
+
+
+def push_model(model_dir: str | os.PathLike, repo_id: str, card: str, *, api=None, private: bool = False,
+               revision: str | None = None, commit_message: str | None = None, token: str | None = None,
+               dry_run: str | os.PathLike | None = None):
+    """Push ``model_dir`` with its exports, handler and ``card`` to ``repo_id`` in one commit.
+
+    With ``dry_run=DIR`` nothing is uploaded: the exact folder is written to ``DIR`` and returned.
+    """
+    if dry_run is not None:
+        return prepare_model_repo(model_dir, dry_run, card)
+    with tempfile.TemporaryDirectory(prefix="scimult-push-") as tmp:
+        folder = prepare_model_repo(model_dir, Path(tmp) / "repo", card)
+        return push_folder(folder, repo_id, api=api, private=private, revision=revision,
+                           commit_message=commit_message, token=token)

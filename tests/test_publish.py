@@ -1,0 +1,165 @@
+"""Publishing to the Hub, offline: a recording fake of the huggingface_hub calls, the card's metadata parsed
+back, and the dry-run folder loaded by repo id from a Hub cache layout in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import ModelCard
+
+from conftest import PAPERS, tiny_model
+from scimult_hf import save_sentence_transformer
+from scimult_hf.cli import main
+from scimult_hf.hub.cards import converted_model_card
+from scimult_hf.hub.publish import HANDLER_PY, card_with_results, push_model
+
+CARD = """---
+license: mit
+library_name: sentence-transformers
+tags:
+- scimult
+base_model: sentence-transformers/all-MiniLM-L6-v2
+---
+
+# A tiny SciMult
+"""
+
+
+class RecordingApi:
+    """The HfApi methods push_model uses, recording each call and the folder's files at upload time."""
+
+    def __init__(self):
+        self.calls: list[tuple[str, dict]] = []
+        self.files: list[str] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+    def create_branch(self, repo_id, **kwargs):
+        self.calls.append(("create_branch", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, **kwargs):
+        folder = Path(kwargs["folder_path"])
+        self.files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        self.calls.append(("upload_folder", {k: v for k, v in kwargs.items() if k != "folder_path"}))
+        return "https://hub.example/commit/abc"
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory, tokenizer) -> Path:
+    path = tmp_path_factory.mktemp("pub") / "scimult-tiny"
+    save_sentence_transformer(tiny_model("attention", seed=41), tokenizer, path)
+    return path
+
+
+EXPORT_FILES = ["1_Pooling/config.json", "config.json", "config_sentence_transformers.json", "model.safetensors",
+                "modules.json", "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json"]
+
+
+def expected_files(model_folder: Path) -> list[str]:
+    own = [str(p.relative_to(model_folder)) for p in model_folder.rglob("*") if p.is_file()]
+    exports = [f"exports/{t}/{f}" for t in ("search", "link_prediction", "classification") for f in EXPORT_FILES]
+    return sorted(own + exports + ["README.md", "handler.py", "requirements.txt"])
+
+
+def test_push_is_one_commit_with_the_exact_files(model_folder):
+    api = RecordingApi()
+    push_model(model_folder, "scimult-org/tiny", CARD, api=api, private=True, revision="v1", commit_message="first")
+    assert [name for name, _ in api.calls] == ["create_repo", "create_branch", "upload_folder"]
+    assert api.calls[0][1] == {"repo_id": "scimult-org/tiny", "repo_type": "model", "private": True, "exist_ok": True}
+    assert api.calls[1][1] == {"repo_id": "scimult-org/tiny", "branch": "v1", "repo_type": "model", "exist_ok": True}
+    assert api.calls[2][1] == {"repo_id": "scimult-org/tiny", "repo_type": "model", "revision": "v1",
+                               "commit_message": "first"}
+    assert api.files == expected_files(model_folder)
+
+
+def test_card_results_parse_back_as_model_index(model_folder, tmp_path):
+    result = {"dataset": "scifact", "split": "test", "task": "search", "expert": "search",
+              "metrics": {"ndcg@10": 0.648, "recall@100": 0.925}}
+    card = card_with_results(CARD, [result], model_name="scimult-org/tiny")
+    out = push_model(model_folder, "scimult-org/tiny", card, dry_run=tmp_path / "dry")
+    data = ModelCard.load(out / "README.md").data
+    assert data.license == "mit" and data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data.model_name == "scimult-org/tiny"
+    got = {(e.dataset_type, e.metric_type): e.metric_value for e in data.eval_results}
+    assert got == {("scifact", "ndcg_at_10"): 0.648, ("scifact", "recall_at_100"): 0.925}
+    assert (out / "handler.py").read_text() == HANDLER_PY
+
+
+def test_converted_card_stub_parses(tmp_path):
+    from scimult_hf.convert import ConversionReport
+
+    report = ConversionReport(checkpoint=Path("scimult_moe.ckpt"), sha256="0" * 64, size=1,
+                              config={"expert_type": "attention", "tasks": ["search"], "pooling": "cls"})
+    data = ModelCard(converted_model_card(report, "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract")).data
+    assert data.license == "mit" and "mixture-of-experts" in data.tags
+
+
+def test_cardless_or_metadata_less_push_is_refused(model_folder, tmp_path, capsys):
+    assert main(["push", "--model", str(model_folder), "--repo", "o/n", "--dry-run", str(tmp_path / "d")]) == 2
+    assert "no model card" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no metadata block"):
+        push_model(model_folder, "o/n", "# just a title\n", dry_run=tmp_path / "d2")
+    assert not (tmp_path / "d2").exists()
+
+
+def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, tmp_path, tokenizer):
+    card = tmp_path / "card.md"
+    card.write_text(CARD)
+    dry = tmp_path / "dry"
+    assert main(["push", "--model", str(model_folder), "--repo", "scimult-org/tiny", "--card", str(card),
+                 "--dry-run", str(dry)]) == 0
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--scimult-org--tiny"
+    shutil.copytree(dry, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    code = textwrap.dedent(f"""
+        import json, sys, torch
+        from transformers import AutoModel, AutoTokenizer
+        from sentence_transformers import SentenceTransformer
+        model = AutoModel.from_pretrained("scimult-org/tiny", trust_remote_code=True).eval()
+        tok = AutoTokenizer.from_pretrained("scimult-org/tiny", trust_remote_code=True)
+        batch = tok({PAPERS!r}, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            auto = model(**batch, task="search").pooler_output.tolist()
+        st = SentenceTransformer("scimult-org/tiny", trust_remote_code=True, device="cpu").encode({PAPERS!r}, task="search")
+        export = SentenceTransformer({str(repo / "snapshots" / revision / "exports" / "search")!r}, device="cpu")
+        assert "scimult_hf" not in sys.modules
+        print("RESULT", json.dumps({{"auto": auto, "st": st.tolist(), "export": export.encode({PAPERS!r}).tolist()}}))
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.split("RESULT", 1)[1])
+    np.testing.assert_allclose(got["st"], got["auto"], atol=1e-5)
+    np.testing.assert_allclose(got["export"], got["auto"], atol=1e-5)
+
+
+def test_train_push_to_hub_hands_over_to_publishing(tmp_path, monkeypatch, tokenizer):
+    """`scimult-hf train --push-to-hub` pushes the trained folder with its card draft (recording fake API)."""
+    import scimult_hf.hub.publish as publish
+
+    api = RecordingApi()
+    real = publish.push_folder
+    monkeypatch.setattr(publish, "push_folder", lambda folder, repo_id, **kw: real(folder, repo_id, **{**kw, "api": api}))
+    bert = tmp_path / "bert"
+    tiny_model(None, seed=5).to_bert().save_pretrained(bert)
+    tokenizer.save_pretrained(bert)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"anchor": f"query {i}", "positive": p}) + "\n" for i, p in enumerate(PAPERS)))
+    assert main(["train", "--model", str(bert), "--data", f"search={pairs}", "--output", str(tmp_path / "run"),
+                 "--max-steps", "2", "--batch-size", "2", "--max-seq-length", "32",
+                 "--push-to-hub", "scimult-org/trained", "--private"]) == 0
+    assert api.calls[0] == ("create_repo", {"repo_id": "scimult-org/trained", "repo_type": "model", "private": True,
+                                            "exist_ok": True})
+    assert "README.md" in api.files and "exports/search/model.safetensors" in api.files
