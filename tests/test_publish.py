@@ -163,3 +163,29 @@ def test_train_push_to_hub_hands_over_to_publishing(tmp_path, monkeypatch, token
     assert api.calls[0] == ("create_repo", {"repo_id": "scimult-org/trained", "repo_type": "model", "private": True,
                                             "exist_ok": True})
     assert "README.md" in api.files and "exports/search/model.safetensors" in api.files
+
+
+def test_dataset_push_one_config_per_task_with_a_card(tmp_path, shared_dir):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from scimult_hf.hub.dataset_repo import push_dataset
+
+    prepared = tmp_path / "prepared"
+    assert main(["prepare", "--data", f"link_prediction={shared_dir / 'data' / 'unarxive-cites'}",
+                 "--data", f"classification={shared_dir / 'data' / 'ohsumed23'}", "--output", str(prepared)]) == 0
+    api = RecordingApi()
+    push_dataset(prepared, "scimult-org/pairs", "cc-by-sa-4.0", api=api)
+    assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
+    assert api.calls[0][1]["repo_type"] == "dataset" and api.calls[1][1]["repo_type"] == "dataset"
+    assert api.files == ["README.md", "classification/train.parquet", "link_prediction/train.parquet"]
+
+    dry = push_dataset(prepared, "scimult-org/pairs", "cc-by-sa-4.0", dry_run=tmp_path / "dry")
+    card = DatasetCard.load(dry / "README.md")
+    assert card.data.license == "cc-by-sa-4.0" and card.data.size_categories == ["1K<n<10K"]
+    assert {c["config_name"] for c in card.data.configs} == {"classification", "link_prediction"}
+    assert "text-classification" in card.data.task_categories and "@inproceedings{zhang2023pre" in card.text
+    cache = str(tmp_path / "datasets-cache")  # nothing written outside the test's folder
+    ds = datasets.load_dataset(str(dry), "classification", split="train", cache_dir=cache)
+    assert len(ds) == 3357 and ds.column_names == ["anchor", "positive"]
+    assert len(datasets.load_dataset(str(dry), "link_prediction", split="train", cache_dir=cache)) == 1146

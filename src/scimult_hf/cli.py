@@ -14,7 +14,7 @@ import sys
 
 from .convert.cli import register_cli as register_convert
 from .evaluation.cli import register_cli as register_evaluate
-from .hub.cli import register_push, register_serve
+from .hub.cli import register_push, register_push_dataset, register_serve
 from .training.cli import layer_list, register_prepare, register_train
 
 #: Errors that mean "bad input": reported in one line, never as a stack trace.
@@ -77,7 +77,8 @@ def _register_export(sub) -> None:
 
 #: The sub-commands, in the order ``--help`` lists them.
 SUBCOMMANDS = (_register_demo, _register_upcycle, _register_export, register_convert, register_evaluate,
-               register_prepare, register_train, register_serve, register_push)
+               register_prepare, register_train, register_serve, register_push,
+               register_push_dataset)
 
 
 def build_parser() -> argparse.ArgumentParser:
