@@ -189,3 +189,23 @@ def test_dataset_push_one_config_per_task_with_a_card(tmp_path, shared_dir):
     ds = datasets.load_dataset(str(dry), "classification", split="train", cache_dir=cache)
     assert len(ds) == 3357 and ds.column_names == ["anchor", "positive"]
     assert len(datasets.load_dataset(str(dry), "link_prediction", split="train", cache_dir=cache)) == 1146
+
+
+@pytest.mark.parametrize("name, task", [("scimult_vanilla", None), ("scimult_moe", "search"),
+                                        ("scimult_moe_pmcpatients_par", "link_prediction"),
+                                        ("scimult_moe_pmcpatients_ppr", "link_prediction")])
+def test_released_model_card_templates_render_and_parse(name, task):
+    from scimult_hf.hub.cards import render_card
+
+    template = (Path(__file__).resolve().parents[1] / "model_cards" / f"{name}.md").read_text()
+    result = {"dataset": "scifact", "split": "test", "task": "search", "expert": task,
+              "metrics": {"ndcg@10": 0.7}}
+    card = ModelCard(render_card(template, f"scimult-org/{name}", task=task, code_revision="abc123",
+                                 results=[result]))
+    assert card.data.license == "mit" and card.data.base_model.startswith("microsoft/BiomedNLP")
+    assert "REPO_ID" not in card.text and f'"scimult-org/{name}"' in card.text
+    assert 'code_revision="abc123"' in card.text and "HuggingFaceEmbeddings" in card.text
+    assert "text-embeddings-router" in card.text and "@inproceedings" in card.text
+    assert ("task=" in card.text) == (task is not None)
+    assert [(e.metric_type, e.metric_value) for e in card.data.eval_results] == [("ndcg_at_10", 0.7)]
+    assert "| scifact | test |" in card.text

@@ -149,4 +149,74 @@ def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BIBTEX", "converted_model_card", "trained_model_card"]
+
+_RESULTS_TODO = "## Results\n\nTo be completed by the Hub publishing work.\n"
+
+
+def more_usage(repo_id: str, task: str | None, code_revision: str | None = None) -> str:
+    """The card section on the other ways to use a published SciMult model (``task`` None: a dense model)."""
+    revision = f', code_revision="{code_revision}"' if code_revision else ""
+    task_kw = f', task="{task}"' if task else ""
+    encode_kwargs = f'encode_kwargs={{"task": "{task}"}}, query_encode_kwargs={{"task": "{task}"}}' if task else ""
+    export = f"exports/{task}" if task else "."
+    return "\n".join([
+        "## More ways to use it",
+        "",
+        "With `transformers`, pinning the remote code to a reviewed commit (`code_revision`):",
+        "",
+        "```python",
+        "import torch",
+        "from transformers import AutoModel, AutoTokenizer",
+        "",
+        f'model = AutoModel.from_pretrained("{repo_id}", trust_remote_code=True{revision}).eval()',
+        f'tokenizer = AutoTokenizer.from_pretrained("{repo_id}", trust_remote_code=True)',
+        'batch = tokenizer(["BERT [SEP] We introduce a new language representation model ..."], return_tensors="pt")',
+        "with torch.no_grad():",
+        f"    embedding = model(**batch{task_kw}).pooler_output",
+        "```",
+        "",
+        "With LangChain (`langchain-huggingface`), the task travels in the encode arguments:",
+        "",
+        "```python",
+        "from langchain_huggingface import HuggingFaceEmbeddings",
+        "",
+        f'embeddings = HuggingFaceEmbeddings(model_name="{repo_id}", model_kwargs={{"trust_remote_code": True}}'
+        + (f", {encode_kwargs})" if encode_kwargs else ")"),
+        "```",
+        "",
+        "Without remote code, as a plain BERT (TEI, ONNX, older sentence-transformers, infinity): "
+        + (f"`{export}/` in this repository is the `{task}` expert exported as a plain BERT "
+           "sentence-transformers folder (the other tasks' exports sit beside it)." if task else
+           "this dense model exports to a plain BERT folder with `scimult-hf export --model DIR --output OUT`."),
+        "",
+        "```bash",
+        f'hf download {repo_id} --include "{export}/*" --local-dir scimult' if task else
+        f"hf download {repo_id} --local-dir scimult && scimult-hf export --model scimult --output scimult-bert",
+        f"text-embeddings-router --model-id ./scimult/{export} --port 8080" if task else
+        "text-embeddings-router --model-id ./scimult-bert --port 8080",
+        "```",
+        "",
+    ])
+
+
+def render_card(template: str, repo_id: str, *, task: str | None, code_revision: str | None = None,
+                results: list[dict] | None = None) -> str:
+    """A ``model_cards/`` template made ready for ``repo_id``: the repository id filled in, the usage
+    section above appended, and the evaluation results as a table and ``model-index`` metadata.
+
+    The card is parsed (and returned) with huggingface_hub's ``ModelCard``.
+    """
+    from huggingface_hub import ModelCard
+
+    from ..evaluation.results import format_table
+    from .publish import card_with_results
+
+    if _RESULTS_TODO not in template:
+        raise ValueError("the template has no '## Results' placeholder section to fill.")
+    text = template.replace("REPO_ID", repo_id)
+    table = format_table(results) if results else "No evaluation attached yet (`scimult-hf evaluate`)."
+    text = text.replace(_RESULTS_TODO, more_usage(repo_id, task, code_revision) + f"\n## Results\n\n{table}\n")
+    return card_with_results(text, results, repo_id) if results else str(ModelCard(text))
+
+
+__all__ = ["BIBTEX", "converted_model_card", "more_usage", "render_card", "trained_model_card"]
