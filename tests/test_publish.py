@@ -209,3 +209,40 @@ def test_released_model_card_templates_render_and_parse(name, task):
     assert ("task=" in card.text) == (task is not None)
     assert [(e.metric_type, e.metric_value) for e in card.data.eval_results] == [("ndcg_at_10", 0.7)]
     assert "| scifact | test |" in card.text
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures is absent")
+def test_release_command_converts_evaluates_cards_and_pushes(tmp_path):
+    from scimult_hf.hub.release import release_models
+
+    ckpts = tmp_path / "ckpts"
+    ckpts.mkdir()
+    shutil.copy(FIXTURES / "scimult_vanilla_s3" / "checkpoint.ckpt", ckpts / "scimult_vanilla.ckpt")
+    shutil.copy(FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt", ckpts / "scimult_moe.ckpt")
+    tokenizers = {"scimult_vanilla.ckpt": str(FIXTURES / "scimult_vanilla_s3" / "bert_config"),
+                  "scimult_moe.ckpt": str(FIXTURES / "scimult_moe_attn_s1" / "bert_config")}
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "T", "text": p}) + "\n"
+                                               for i, p in enumerate(PAPERS)))
+    (data / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "genome editing"}) + "\n")
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td4\t1\n")
+    cards = Path(__file__).resolve().parents[1] / "model_cards"
+
+    done = release_models(ckpts, "scimult-org", tmp_path / "work", cards, tokenizer=tokenizers,
+                          data={"search": str(data)}, code_revision="abc123", dry_run=True)
+    assert sorted(done) == ["scimult_moe.ckpt", "scimult_vanilla.ckpt"]
+    moe = tmp_path / "work" / "repos" / "scimult_moe"
+    card = ModelCard.load(moe / "README.md")
+    assert card.data.eval_results[0].dataset_name == "beir" and 'task="search"' in card.text
+    assert (moe / "exports" / "link_prediction" / "model.safetensors").is_file()
+    vanilla = tmp_path / "work" / "repos" / "scimult_vanilla"
+    assert not (vanilla / "exports").exists() and (vanilla / "handler.py").is_file()
+
+    api = RecordingApi()
+    release_models(ckpts, "scimult-org", tmp_path / "work2", cards, tokenizer=tokenizers, api=api)
+    assert [c[1]["repo_id"] for c in api.calls if c[0] == "create_repo"] == ["scimult-org/scimult_vanilla",
+                                                                          "scimult-org/scimult_moe"]
