@@ -160,6 +160,7 @@ def beir(folder: Path, qrels: str) -> Path:
         ("no_positive", "query 'q2' has no positive"),
         ("unknown_label", "train.jsonl, line 1: label id(s) ['X9'] are not in labels.jsonl"),
         ("empty_text", "pairs.jsonl, line 1: field 'anchor' must be a non-empty string"),
+        ("unknown_task", "unknown tasks ['astrology'] in the training data"),
     ],
 )
 def test_bad_training_data_stops_before_any_step(tmp_path, tiny_bert, kind, message, capsys):
@@ -169,13 +170,14 @@ def test_bad_training_data_stops_before_any_step(tmp_path, tiny_bert, kind, mess
         source = write(tmp_path / "pairs.jsonl", "\n")
     elif kind == "no_positive":
         source = beir(tmp_path / "beir", "q1\td0\t1\nq2\td1\t0\n")
-    elif kind == "empty_text":
-        source = write(tmp_path / "pairs.jsonl", '{"anchor": " ", "positive": "b"}\n')
+    elif kind in ("empty_text", "unknown_task"):
+        anchor = " " if kind == "empty_text" else "a"
+        source = write(tmp_path / "pairs.jsonl", json.dumps({"anchor": anchor, "positive": "b"}) + "\n")
     else:
         write(tmp_path / "cls" / "labels.jsonl", json.dumps({"id": "C01", "name": "Infections"}) + "\n")
         write(tmp_path / "cls" / "train.jsonl", json.dumps({"id": "p", "title": "T", "labels": ["X9"]}) + "\n")
         source = tmp_path / "cls"
-    task = "classification" if kind == "unknown_label" else "search"
+    task = {"unknown_label": "classification", "unknown_task": "astrology"}.get(kind, "search")
     code = main(["train", "--model", str(tiny_bert), "--data", f"{task}={source}", "--output", str(tmp_path / "run")])
     assert code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()

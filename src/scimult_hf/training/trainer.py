@@ -185,9 +185,14 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
     if not data:
         raise ValueError("no training data: give at least one task.")
     valid = set(DEFAULT_TASKS)
+    base_config = Path(base) / "config.json"
+    if base_config.is_file():  # a SciMult folder to train further: its own tasks and aliases
+        saved = json.loads(base_config.read_text(encoding="utf-8"))
+        if saved.get("model_type") == "scimult":
+            valid = set(saved.get("tasks") or DEFAULT_TASKS) | set(saved.get("task_aliases") or {})
     unknown = sorted(set(data) - valid)
-    if unknown and config.variant != "moe":
-        raise ValueError(f"unknown tasks {unknown}; the tasks are {sorted(valid)}.")
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown} in the training data; the model's tasks are {sorted(valid)}.")
     config.tasks = sorted(data)
     output_dir = Path(output_dir)
     checkpoints = output_dir / "checkpoints"
