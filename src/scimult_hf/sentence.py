@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -25,6 +26,24 @@ INSTRUCTION_PROMPTS: dict[str, str] = {
     "query": "Instruction: find scientific papers relevant to this search query or paper. Text: ",
     "document": "Instruction: find scientific papers relevant to this search query or paper. Text: ",
 }
+
+
+@contextmanager
+def quiet_transformers():
+    """No "Loading weights" / "Writing model shards" bars from transformers inside this block (a decorator too).
+
+    Loading and saving a model are seconds, not a stage a person follows; the package's own long stages
+    (encoding a corpus, evaluating) keep one labelled bar each. The previous setting is restored after.
+    """
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _read_json(path: str):
@@ -119,6 +138,7 @@ def _build_and_save(folder: Path, model, pooling: str, normalize: bool, prompts,
     st.save(str(folder), create_model_card=False)
 
 
+@quiet_transformers()
 def save_sentence_transformer(
     model: SciMultModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -156,6 +176,7 @@ def save_sentence_transformer(
     return Path(path)
 
 
+@quiet_transformers()
 def load_sentence_transformer(path: str | os.PathLike, **kwargs):
     """``SentenceTransformer(path, trust_remote_code=True)`` for a SciMult folder."""
     from sentence_transformers import SentenceTransformer
@@ -174,6 +195,7 @@ def load_sentence_transformer(path: str | os.PathLike, **kwargs):
         ) from None
 
 
+@quiet_transformers()
 def upcycle(
     source: str | os.PathLike,
     output: str | os.PathLike,
@@ -219,6 +241,7 @@ def upcycle(
     )
 
 
+@quiet_transformers()
 def export_task(
     model: SciMultModel | str | os.PathLike,
     task: str | None,

@@ -16,22 +16,14 @@ Python::
     convert_checkpoint("scimult_moe.ckpt", "scimult-moe", tokenizer="path/to/BiomedBERT")
 """
 
-from .checkpoint import ALLOWED_GLOBALS, BaseModelError, CheckpointError, load_original_checkpoint, plain
-from .mapping import ConversionReport, check_state, config_from_checkpoint, expert_layers_for
-from .writer import MAX_LENGTH, RENAMED_BASE_MODEL, convert_checkpoint, resolve_tokenizer
+import lazy_loader
 
-__all__ = [
-    "ALLOWED_GLOBALS",
-    "MAX_LENGTH",
-    "RENAMED_BASE_MODEL",
-    "BaseModelError",
-    "CheckpointError",
-    "ConversionReport",
-    "check_state",
-    "config_from_checkpoint",
-    "convert_checkpoint",
-    "expert_layers_for",
-    "load_original_checkpoint",
-    "plain",
-    "resolve_tokenizer",
-]
+# Public names, imported on first use (so that `scimult-hf --help` stays fast).
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        'checkpoint': ['ALLOWED_GLOBALS', 'BaseModelError', 'CheckpointError', 'load_original_checkpoint', 'plain'],
+        'mapping': ['ConversionReport', 'check_state', 'config_from_checkpoint', 'expert_layers_for'],
+        'writer': ['MAX_LENGTH', 'RENAMED_BASE_MODEL', 'convert_checkpoint', 'resolve_tokenizer'],
+    },
+)

@@ -19,41 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..retrieval import (
-    ClassificationData,
-    DataFormatError,
-    EmbeddingCache,
-    RetrievalData,
-    default_cache_dir,
-    exact_topk,
-    faiss_topk,
-    load_beir,
-    load_candidates,
-    load_classification,
-    load_qrels,
-    model_fingerprint,
-    texts_fingerprint,
-)
-from ..text import label_text
-from .evaluators import (
-    TASKS,
-    evaluate_classification,
-    evaluate_link_prediction,
-    evaluate_retrieval,
-    evaluate_search,
-    evaluate_task,
-)
-from .metrics import (
-    LINK_PREDICTION_METRICS,
-    RERANKING_METRICS,
-    SEARCH_METRICS,
-    multi_label_metrics,
-    qrels_from_records,
-    retrieval_metrics,
-    run_from_records,
-    single_label_metrics,
-)
-from .results import format_table, to_eval_results
+import lazy_loader
+
 
 METRIC_NAMES = ("scimult_retrieval", "scimult_classification")
 
@@ -74,38 +41,17 @@ def metric_path(name: str) -> str:
         )
     return str(path)
 
+# Public names, imported on first use (so that `scimult-hf --help` stays fast).
+__getattr__, __dir__, _lazy_all = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        'data': ['ClassificationData', 'DataFormatError', 'RetrievalData', 'load_beir', 'load_candidates', 'load_classification', 'load_qrels'],
+        'cache': ['EmbeddingCache', 'default_cache_dir', 'model_fingerprint', 'texts_fingerprint'],
+        'search': ['exact_topk', 'faiss_topk'],
+        'evaluators': ['TASKS', 'evaluate_classification', 'evaluate_link_prediction', 'evaluate_retrieval', 'evaluate_search', 'evaluate_task'],
+        'metrics': ['LINK_PREDICTION_METRICS', 'RERANKING_METRICS', 'SEARCH_METRICS', 'multi_label_metrics', 'qrels_from_records', 'retrieval_metrics', 'run_from_records', 'single_label_metrics'],
+        'results': ['format_table', 'to_eval_results'],
+    },
+)
 
-__all__ = [
-    "LINK_PREDICTION_METRICS",
-    "METRIC_NAMES",
-    "RERANKING_METRICS",
-    "SEARCH_METRICS",
-    "TASKS",
-    "ClassificationData",
-    "DataFormatError",
-    "EmbeddingCache",
-    "RetrievalData",
-    "default_cache_dir",
-    "evaluate_classification",
-    "evaluate_link_prediction",
-    "evaluate_retrieval",
-    "evaluate_search",
-    "evaluate_task",
-    "exact_topk",
-    "faiss_topk",
-    "format_table",
-    "label_text",
-    "load_beir",
-    "load_candidates",
-    "load_classification",
-    "load_qrels",
-    "metric_path",
-    "model_fingerprint",
-    "multi_label_metrics",
-    "qrels_from_records",
-    "retrieval_metrics",
-    "run_from_records",
-    "single_label_metrics",
-    "texts_fingerprint",
-    "to_eval_results",
-]
+__all__ = [*_lazy_all, "METRIC_NAMES", "metric_path"]

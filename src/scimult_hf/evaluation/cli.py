@@ -15,8 +15,6 @@ import argparse
 import json
 from pathlib import Path
 
-from ..configuration_scimult import DEFAULT_TASKS
-
 __all__ = ["register_cli", "run_evaluate"]
 
 
@@ -32,7 +30,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--model", required=True, help="SentenceTransformer folder or Hub id (loaded with trust_remote_code)")
-    p.add_argument("--task", required=True, choices=DEFAULT_TASKS, help="task family; its expert encodes both sides")
+    p.add_argument("--task", required=True,
+                   help="task family: search, link_prediction or classification; its expert encodes both sides")
     p.add_argument("--data", required=True, help="data folder")
     p.add_argument("--split", default="test", help="split (qrels/<split>.tsv or <split>.jsonl; default: test)")
     p.add_argument("--prompt-name", default=None, help="prompt of the model to use (instruction variant)")
@@ -52,11 +51,14 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``scimult-hf evaluate``: prints the table (and JSON); bad input raises ``ValueError``."""
+    from ..configuration_scimult import DEFAULT_TASKS
     from ..io import atomic_write_text, check_writable
     from ..retrieval import EmbeddingCache, resolve_model
     from .evaluators import evaluate_task
     from .results import format_table
 
+    if args.task not in DEFAULT_TASKS:
+        raise ValueError(f"unknown task {args.task!r}: --task takes one of {', '.join(DEFAULT_TASKS)}.")
     if args.task != "classification" and args.k:
         raise ValueError("--k applies to classification only (retrieval metrics fix their cut-offs).")
     if args.task == "classification" and (args.faiss or args.candidates or args.top_k):

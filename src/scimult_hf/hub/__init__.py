@@ -1,5 +1,11 @@
 """The Hugging Face Hub side: model and dataset cards (publishing and the inference handler come next)."""
 
-from .cards import BIBTEX, converted_model_card
+import lazy_loader
 
-__all__ = ["BIBTEX", "converted_model_card"]
+# Public names, imported on first use (so that `scimult-hf --help` stays fast).
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        'cards': ['BIBTEX', 'converted_model_card'],
+    },
+)

@@ -8,54 +8,15 @@ and exact / FAISS top-k search. Used by evaluation, the corpus commands and the 
 * :mod:`.search` - exact chunked top-k (bounded memory) and the optional FAISS search.
 """
 
-from .cache import CacheError, EmbeddingCache, default_cache_dir, model_fingerprint, texts_fingerprint
-from .data import (
-    ClassificationData,
-    DataFormatError,
-    RetrievalData,
-    detect_layout,
-    load_beir,
-    load_candidates,
-    load_classification,
-    load_qrels,
-)
-from .encoding import (
-    check_device,
-    encode_by_task,
-    encode_for_task,
-    encode_texts,
-    model_label,
-    resolve_model,
-    similarity_kind,
-    uses_task_kwarg,
-)
-from .search import exact_topk, faiss_topk, l2_normalize, require_faiss, topk_to_run
+import lazy_loader
 
-__all__ = [
-    "CacheError",
-    "ClassificationData",
-    "DataFormatError",
-    "EmbeddingCache",
-    "RetrievalData",
-    "default_cache_dir",
-    "detect_layout",
-    "check_device",
-    "encode_by_task",
-    "encode_for_task",
-    "encode_texts",
-    "exact_topk",
-    "faiss_topk",
-    "l2_normalize",
-    "load_beir",
-    "load_candidates",
-    "load_classification",
-    "load_qrels",
-    "model_fingerprint",
-    "model_label",
-    "require_faiss",
-    "resolve_model",
-    "similarity_kind",
-    "texts_fingerprint",
-    "topk_to_run",
-    "uses_task_kwarg",
-]
+# Public names, imported on first use (so that `scimult-hf --help` stays fast).
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        'cache': ['CacheError', 'EmbeddingCache', 'default_cache_dir', 'model_fingerprint', 'texts_fingerprint'],
+        'data': ['ClassificationData', 'DataFormatError', 'RetrievalData', 'detect_layout', 'load_beir', 'load_candidates', 'load_classification', 'load_qrels'],
+        'encoding': ['check_device', 'encode_by_task', 'encode_for_task', 'encode_texts', 'model_label', 'resolve_model', 'similarity_kind', 'uses_task_kwarg'],
+        'search': ['exact_topk', 'faiss_topk', 'l2_normalize', 'require_faiss', 'topk_to_run'],
+    },
+)

@@ -8,19 +8,14 @@
 * :mod:`.cli` - ``scimult-hf prepare`` and ``scimult-hf train``.
 """
 
-from .data import TaskData, load_task_data, pairs_from_beir, pairs_from_classification, pairs_from_file
-from .negatives import mine_hard_negatives
-from .trainer import VARIANTS, TrainConfig, complete_checkpoints, train
+import lazy_loader
 
-__all__ = [
-    "VARIANTS",
-    "TaskData",
-    "TrainConfig",
-    "complete_checkpoints",
-    "load_task_data",
-    "mine_hard_negatives",
-    "pairs_from_beir",
-    "pairs_from_classification",
-    "pairs_from_file",
-    "train",
-]
+# Public names, imported on first use (so that `scimult-hf --help` stays fast).
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        'data': ['TaskData', 'load_task_data', 'pairs_from_beir', 'pairs_from_classification', 'pairs_from_file'],
+        'negatives': ['mine_hard_negatives'],
+        'trainer': ['VARIANTS', 'TrainConfig', 'complete_checkpoints', 'train'],
+    },
+)
