@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "scimult_hf"
-SUBCOMMAND_CLIS = {"scimult_hf.convert.cli", "scimult_hf.evaluation.cli", "scimult_hf.training.cli", "scimult_hf.hub.cli"}
+SUBCOMMAND_CLIS = {"scimult_hf.convert.cli", "scimult_hf.corpus.cli", "scimult_hf.evaluation.cli", "scimult_hf.training.cli", "scimult_hf.hub.cli"}
 
 
 def module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ import logging
 import sys
 
 from .convert.cli import register_cli as register_convert
+from .corpus.cli import register_classify, register_encode, register_recommend, register_search
 from .evaluation.cli import register_cli as register_evaluate
 from .hub.cli import register_push, register_push_dataset, register_serve
 from .training.cli import layer_list, register_prepare, register_train
@@ -76,7 +77,8 @@ def _register_export(sub) -> None:
 
 
 #: The sub-commands, in the order ``--help`` lists them.
-SUBCOMMANDS = (_register_demo, _register_upcycle, _register_export, register_convert, register_evaluate,
+SUBCOMMANDS = (_register_demo, register_encode, register_search, register_classify, register_recommend,
+               _register_upcycle, _register_export, register_convert, register_evaluate,
                register_prepare, register_train, register_serve, register_push,
                register_push_dataset)
 

