@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,15 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
 #: Set by .ci/run: there ../shared is always present, so its absence fails the run instead of skipping tests.
 REQUIRE_SHARED = os.environ.get("SCIMULT_HF_REQUIRE_SHARED") == "1"
+
+# Everything the tests (and the libraries under them) write goes under one temporary folder, removed at the
+# end: transformers' remote-code modules, evaluate's modules, datasets' and mteb's caches, scimult-hf's cache.
+TEST_HOME = Path(tempfile.mkdtemp(prefix="scimult-hf-tests-"))
+atexit.register(shutil.rmtree, TEST_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = str(TEST_HOME / "hf")
+os.environ["HF_MODULES_CACHE"] = str(TEST_HOME / "hf" / "modules")
+os.environ["MTEB_CACHE"] = str(TEST_HOME / "mteb")
+os.environ.setdefault("SCIMULT_HF_CACHE", str(TEST_HOME / "scimult_hf"))
 
 # Nothing in the test suite may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

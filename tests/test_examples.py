@@ -25,9 +25,27 @@ def test_demo_ranks_real_papers(shared_dir, tmp_path):
     assert (tmp_path / "cache" / "scimult-all-MiniLM-L6-v2-upcycled" / "modules.json").is_file()
 
 
-def test_demo_without_data_says_what_to_pass(tmp_path):
+def test_demo_with_a_wrong_data_folder_says_what_to_pass(tmp_path):
     proc = run([sys.executable, "-m", "scimult_hf.cli", "demo", "--data", str(tmp_path / "nowhere")], tmp_path)
     assert proc.returncode != 0 and "Pass --data DIR" in proc.stderr + proc.stdout
+
+
+def test_main_command_runs_on_the_shipped_sample_without_shared(tmp_path):
+    """The README's main command, as written, from a folder with no ../shared beside it."""
+    workdir = tmp_path / "fresh" / "project"
+    workdir.mkdir(parents=True)
+    proc = subprocess.run(["scimult-hf", "demo"], cwd=workdir, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SCIMULT_HF_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out, err = proc.stdout, proc.stderr
+    assert "offline default" in err and "HF_HUB_OFFLINE is set" in err  # one line says which model and why
+    assert "experts are identical" in out
+    assert "468 S2ORC papers" in out
+    search = out.split("query: 'bacterial communities in seawater'")[1].split("##")[0]
+    assert "| 1 | " in search.replace("|    1 |", "| 1 | ") and "bacterial communities" in search.splitlines()[4]
+    top1 = int(out.split("top-1 is a gold field for ")[1].split(" ")[0])
+    assert top1 > 468 * 0.3  # zero-shot fields of study; chance is about 1 in 19
+    assert "Loading weights" not in err and "Writing model shards" not in err
 
 
 def test_examples_run(tmp_path):

@@ -50,7 +50,7 @@ def _export(args) -> int:
 def _register_demo(sub) -> None:
     p = sub.add_parser("demo", help="search, classify and link a handful of real papers with the default model")
     p.add_argument("--model", help="SciMult folder or Hub id (default: the offline default model)")
-    p.add_argument("--data", help="data folder with scifact/, ohsumed23/, unarxive-cites/ (default: ../shared/data)")
+    p.add_argument("--data", help="instead of the shipped sample: a folder with scifact/, ohsumed23/ and unarxive-cites/ (the shared data layout)")
     p.add_argument("--seed", type=int, default=0, help="picks the claim, papers and references shown (default: 0)")
     p.set_defaults(func=_demo)
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from .corpus.display import shorten, table
 from .text import SEP
+
+#: Queries of the sample demo: topics that several of the shipped papers are about.
+SAMPLE_QUERIES = ("bacterial communities in seawater", "graph algorithms and bounds")
 
 
 def _relevant(qrels: dict[str, dict[str, int]]) -> dict[str, set[str]]:
@@ -31,23 +35,97 @@ def _rank(st, queries: list[str], docs: list[str], task: str):
     return torch.sort(scores, dim=1, descending=True)
 
 
+def _collection_for(model: str) -> Path:
+    """Where the demo keeps the shipped sample encoded by ``model`` (re-encoded when the weights change)."""
+    import hashlib
+
+    from .defaults import cache_dir
+
+    stamp = model
+    weights = Path(model) / "model.safetensors"
+    if weights.is_file():
+        stamp += f":{weights.stat().st_mtime_ns}:{weights.stat().st_size}"
+    return cache_dir() / "demo" / hashlib.sha256(stamp.encode()).hexdigest()[:16]
+
+
+def _sample_demo(model: str, st, rng: random.Random) -> int:
+    """Search, classify and recommend over the 468 shipped S2ORC papers (19 fields of study)."""
+    from .corpus import Collection, encode_corpus
+    from .corpus.commands import classify_papers, recommend_citations, search_papers
+    from .sample import sample_labels, sample_papers
+
+    folder = _collection_for(model)
+    tasks = ["search", "link_prediction", "classification"]
+    encode_corpus(model, sample_papers(), folder, tasks=tasks, shard_size=1000)
+    collection = Collection(folder)
+    print(f"collection: the shipped sample, {collection.size} S2ORC papers (ODC-By 1.0), encoded in {folder}")
+
+    for query in SAMPLE_QUERIES:
+        hits = search_papers(collection, [query], k=5)[0]["results"]
+        print(f"\n## Search expert - query: {query!r}\n")
+        print(table(["rank", "score", "title"], [[h["rank"], h["score"], shorten(h["title"], 90)] for h in hits]))
+
+    import json
+
+    gold = {}
+    with open(sample_papers(), encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            gold[row["id"]] = row["labels"]
+    ranked = list(classify_papers(collection, sample_labels(), k=3))
+    top1 = sum(r["labels"][0]["id"] in gold[r["id"]] for r in ranked)
+    shown = rng.sample(ranked, 4)
+    print(f"\n## Classification expert - 19 fields of study (zero-shot: top-1 is a gold field for {top1} of "
+          f"{len(ranked)} papers)\n")
+    print(table(["paper", "label 1", "label 2", "label 3", "gold"],
+                [[shorten(r["title"], 50)] + [f"{lab['name']} ({lab['score']:.2f})" for lab in r["labels"]]
+                 + [" ¦ ".join(gold[r["id"]])] for r in shown]))
+
+    paper = rng.choice(ranked)
+    rec = recommend_citations(collection, paper_id=paper["id"], k=5)
+    print(f"\n## Link-prediction expert - papers {shorten(paper['title'], 70)!r} would likely cite\n")
+    print(table(["rank", "score", "title"], [[h["rank"], h["score"], shorten(h["title"], 90)] for h in rec["results"]]))
+    print("\nYour own papers (JSONL/CSV/parquet with id, title, abstract):\n"
+          "  scimult-hf encode --input papers.jsonl --output my-index --task search,link_prediction,classification\n"
+          "  scimult-hf search --index my-index --query \"...\"\n"
+          "  scimult-hf classify --index my-index --labels labels.jsonl\n"
+          "  scimult-hf recommend --index my-index --id PAPER_ID")
+    return 0
+
+
 def run_demo(model: str | None = None, data: str | Path | None = None, seed: int = 0) -> int:
+    """Show the three experts at work: on the shipped sample, or on ``data`` (the shared data layout)."""
+    import sys
+
+    from .defaults import resolve_default_model
+    from .sentence import identical_experts, load_sentence_transformer
+
+    if model is None:
+        model, line = resolve_default_model()
+        print(line, file=sys.stderr)
+    else:
+        print(f"model: {model}", file=sys.stderr)
+    st = load_sentence_transformer(model)
+    inner = getattr(st[0], "model", None)
+    if inner is not None and hasattr(inner.config, "tasks") and len(set(identical_experts(inner).values())) == 1:
+        print("note: this model's task experts are identical (upcycled, not yet trained), so all three experts "
+              "below embed alike; a trained SciMult model (--model) makes them differ.")
+    rng = random.Random(seed)
+    if data is not None:
+        return _data_demo(st, Path(data), rng)
+    return _sample_demo(model, st, rng)
+
+
+def _data_demo(st, data: Path, rng: random.Random) -> int:
     """Rank real SciFact abstracts for a claim (search expert), pick OHSUMED categories for MEDLINE papers
     (classification expert) and likely references for an arXiv paper (link-prediction expert)."""
-    from .defaults import default_model_path
     from .retrieval import load_beir, load_classification
-    from .sentence import load_sentence_transformer
 
-    data = Path(data) if data else Path.cwd().parent / "shared" / "data"
     if not (data / "scifact" / "corpus.jsonl").is_file():
         raise FileNotFoundError(
             f"no demo data at {data}. Pass --data DIR holding scifact/, ohsumed23/ and unarxive-cites/ "
-            "(the layout of the project's shared data folder)."
+            "(the layout of the project's shared data folder), or leave --data out to use the shipped sample."
         )
-    model_path = model or str(default_model_path())
-    print(f"model: {model_path}")
-    st = load_sentence_transformer(model_path)
-    rng = random.Random(seed)
 
     # 1. Search: a SciFact claim against its relevant abstract(s) and 14 others.
     scifact = load_beir(data / "scifact", split="test")
@@ -72,8 +150,8 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
     print("\n## Classification expert - OHSUMED-23 categories\n")
     print("| paper | top-3 predicted | gold |\n|---|---|---|")
     for p, row in zip(papers, order.tolist()):
-        top = ", ".join(labels[label_ids[i]] for i in row[:3])
-        gold = ", ".join(labels[g] for g in p["labels"])
+        top = " ¦ ".join(labels[label_ids[i]] for i in row[:3])
+        gold = " ¦ ".join(labels[g] for g in p["labels"])
         print(f"| {_short(_title(p['text']), 60)} | {top} | {gold} |")
 
     # 3. Link prediction: an arXiv paper against its references and others' references.

@@ -138,9 +138,14 @@ def encode_corpus(
         raise ValueError("name at least one task (--task).")
     output = Path(output)
     papers = PaperFile(input, columns)
+    papers.check()
     check_output(output, [papers.path, model if Path(model).exists() else None], overwrite=True)
-    state = PartialState(cpu=device == "cpu") if device else PartialState()
-    device = device or str(state.device)
+    import torch
+
+    # accelerate treats CPU processes under torchrun as distributed only when asked to (cpu=True).
+    on_cpu = (device or "cpu").startswith("cpu") if device else not torch.cuda.is_available()
+    state = PartialState(cpu=on_cpu)
+    device = device or ("cpu" if on_cpu else str(state.device))
     run = {"model": _model_ref(model), "input": papers.fingerprint(), "shard_size": shard_size}
 
     # Load the model (once for every task) and check the tasks before anything is written.

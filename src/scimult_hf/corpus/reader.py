@@ -97,6 +97,10 @@ class PaperFile:
                     f"with {option}."
                 )
 
+    def check(self) -> None:
+        """Read the first batch now, so that a wrong column or format stops before any work."""
+        next(iter(self.batches()))
+
     def batches(self, batch_size: int = 1000) -> Iterator[list[dict]]:
         """Lists of ``{"id", "title", "text"}`` in file order; the last one may be shorter."""
         c = self.columns

@@ -1,0 +1,219 @@
+"""The main job end to end on real papers: encode -> search / classify / recommend, resume, two processes, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scimult_hf.cli import main
+from scimult_hf.corpus import Collection, encode_corpus
+from scimult_hf.sample import sample_labels, sample_papers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_jsonl(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def sample_rows(n: int) -> list[dict]:
+    with open(sample_papers(), encoding="utf-8") as f:
+        return [json.loads(line) for _, line in zip(range(n), f)]
+
+
+@pytest.fixture(scope="module")
+def scifact_subset(shared_dir, tmp_path_factory):
+    """Eight SciFact test claims with their relevant abstracts, among 120 other abstracts (real data)."""
+    data = shared_dir / "data" / "scifact"
+    qrels = {}
+    for line in (data / "qrels" / "test.tsv").read_text().splitlines()[1:]:
+        qid, did, score = line.split("\t")
+        if int(score) > 0:
+            qrels.setdefault(qid, set()).add(did)
+    claims = {r["_id"]: r["text"] for r in map(json.loads, (data / "queries.jsonl").read_text().splitlines())}
+    qids = sorted(qrels)[:8]
+    relevant = set().union(*(qrels[q] for q in qids))
+    corpus = [json.loads(line) for line in (data / "corpus.jsonl").read_text().splitlines()]
+    rows = [r for r in corpus if r["_id"] in relevant] + [r for r in corpus if r["_id"] not in relevant][:120]
+    rows = [{"doc_id": r["_id"], "title": r["title"], "summary": r["text"]} for r in rows]
+    path = write_jsonl(tmp_path_factory.mktemp("scifact") / "papers.jsonl", rows)
+    return path, [(claims[q], qrels[q]) for q in qids]
+
+
+@pytest.fixture(scope="module")
+def sample_index(minilm_scimult, tmp_path_factory):
+    """80 shipped papers encoded for all three tasks, in shards of 32."""
+    folder = tmp_path_factory.mktemp("index") / "sample"
+    papers = write_jsonl(folder.parent / "papers.jsonl", sample_rows(80))
+    assert main(["encode", "--model", str(minilm_scimult), "--input", str(papers), "--output", str(folder),
+                 "--task", "search,link_prediction,classification", "--shard-size", "32", "--quiet"]) == 0
+    return folder
+
+
+def test_encode_writes_shards_that_match_sentence_transformers(sample_index, minilm_scimult):
+    from scimult_hf import load_sentence_transformer
+    from scimult_hf.text import paper_text
+
+    c = Collection(sample_index)
+    assert c.size == 80 and c.manifest["shards"] == [32, 32, 16]
+    assert c.tasks == ["search", "link_prediction", "classification"]
+    rows = sample_rows(80)
+    assert [c.paper(i)["id"] for i in range(80)] == [r["id"] for r in rows]
+    st = load_sentence_transformer(minilm_scimult)
+    expected = st.encode([paper_text(r["title"], r["abstract"]) for r in rows], task="search")
+    np.testing.assert_allclose(c.embeddings("search"), expected, atol=1e-5)
+    # untrained (equal) experts: the other tasks reuse the search embeddings exactly
+    assert np.array_equal(c.embeddings("classification"), c.embeddings("search"))
+
+
+def test_search_finds_the_relevant_scifact_abstracts(scifact_subset, minilm_scimult, tmp_path, capsys):
+    papers, claims = scifact_subset
+    out = tmp_path / "scifact-index"
+    assert main(["encode", "--model", str(minilm_scimult), "--input", str(papers), "--output", str(out),
+                 "--id-column", "doc_id", "--abstract-column", "summary", "--quiet"]) == 0
+    capsys.readouterr()
+    argv = ["search", "--index", str(out), "--top-k", "3", "--json"]
+    for claim, _ in claims:
+        argv += ["--query", claim]
+    assert main(argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    hits = sum(bool({h["id"] for h in r["results"]} & relevant) for r, (_, relevant) in zip(results, claims))
+    assert hits >= 7, f"a relevant abstract in the top 3 for only {hits} of 8 claims"
+    # the table form names every hit by title
+    assert main(["search", "--index", str(out), "--query", claims[0][0], "--top-k", "2"]) == 0
+    table = capsys.readouterr().out
+    assert "| rank | score | id" in table and table.count("\n|") >= 4
+
+
+def test_classify_and_recommend(sample_index, tmp_path, capsys):
+    assert main(["classify", "--index", str(sample_index), "--labels", str(sample_labels()), "--limit", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "| label 1" in out and "| label 3" in out and len(out.strip().splitlines()) == 7
+    jsonl = tmp_path / "labels-out.jsonl"
+    assert main(["classify", "--index", str(sample_index), "--labels", str(sample_labels()), "--output", str(jsonl),
+                 "--top-k", "19", "--quiet"]) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(records) == 80 and all(len(r["labels"]) == 19 for r in records)
+    gold = {r["id"]: set(r["labels"]) for r in sample_rows(80)}
+    # zero-shot, the gold field ranks in the top 5 of 19 for most papers (chance: 26 %)
+    top5 = sum(bool(gold[r["id"]] & {lab["id"] for lab in r["labels"][:5]}) for r in records)
+    assert top5 / len(records) > 0.5
+
+    pid = sample_rows(80)[10]["id"]
+    capsys.readouterr()
+    assert main(["recommend", "--index", str(sample_index), "--id", pid, "--top-k", "5", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ids = [h["id"] for h in result["results"]]
+    assert result["paper"]["id"] == pid and pid not in ids and len(ids) == 5
+    scores = [h["score"] for h in result["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_faiss_and_exact_search_agree(sample_index):
+    c = Collection(sample_index)
+    queries = c.embeddings("search")[:4]
+    s1, r1 = c.top_k("search", queries, 5)
+    s2, r2 = c.top_k("search", queries, 5, use_faiss=True)
+    assert np.array_equal(r1, r2) and np.allclose(s1, s2, atol=1e-5)
+    assert (sample_index / "search" / "faiss.index").is_file()
+    assert r1[:, 0].tolist() == [0, 1, 2, 3]  # each paper is its own best match
+
+
+def _encode_argv(model, papers, out):
+    return [sys.executable, "-m", "scimult_hf.cli", "encode", "--model", str(model), "--input", str(papers),
+            "--output", str(out), "--shard-size", "8", "--batch-size", "4", "--quiet"]
+
+
+def test_sigkill_then_resume_gives_the_same_shards(minilm_scimult, tmp_path):
+    papers = write_jsonl(tmp_path / "papers.jsonl", sample_rows(64))
+    ref = tmp_path / "ref"
+    encode_corpus(str(minilm_scimult), papers, ref, shard_size=8, batch_size=4, show_progress_bar=False)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_encode_argv(minilm_scimult, papers, out), cwd=ROOT)
+    deadline = time.time() + 120
+    while not (out / "search" / "00001.npy").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sorted(p.name for p in (out / "search").glob("*.npy"))
+    assert 2 <= len(written) < 8, f"the kill came too late to test resuming: {written}"
+    with pytest.raises(Exception, match="not finished"):
+        Collection(out)
+    assert subprocess.run(_encode_argv(minilm_scimult, papers, out), cwd=ROOT).returncode == 0
+    for name in [f"{i:05d}" for i in range(8)]:
+        assert np.array_equal(np.load(out / "search" / f"{name}.npy"), np.load(ref / "search" / f"{name}.npy")), name
+        assert (out / "papers" / f"{name}.jsonl").read_text() == (ref / "papers" / f"{name}.jsonl").read_text()
+    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name or ".staging" in p.name]
+    assert not leftovers and Collection(out).size == 64
+
+
+def test_two_processes_write_what_one_writes(minilm_scimult, tmp_path):
+    papers = write_jsonl(tmp_path / "papers.jsonl", sample_rows(40))
+    one, two = tmp_path / "one", tmp_path / "two"
+    encode_corpus(str(minilm_scimult), papers, one, shard_size=8, batch_size=4, show_progress_bar=False)
+    argv = _encode_argv(minilm_scimult, papers, two)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561"]
+    proc = subprocess.run(torchrun + argv[1:], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote ") == 1  # only the main process reports
+    m1, m2 = (json.loads((d / "collection.json").read_text()) for d in (one, two))
+    assert m1["shards"] == m2["shards"] == [8] * 5
+    for name in [f"{i:05d}" for i in range(5)]:
+        assert np.array_equal(np.load(one / "search" / f"{name}.npy"), np.load(two / "search" / f"{name}.npy"))
+
+
+@pytest.mark.parametrize(
+    ("rows", "extra", "message"),
+    [
+        ([{"id": "1", "name": "x", "abstract": "y"}], [], "has no column 'title' (its columns: id, name, abstract); name the right one with --title-column"),
+        ([{"id": "1", "title": "x"}], ["--task", "search,summarise"], "unknown task 'summarise'"),
+        (None, [], "is empty: it holds no papers"),
+        ([{"id": "1", "title": "x"}], ["--model", "/nowhere/model"], "/nowhere/model"),
+        ([{"id": "1", "title": ""}, {"id": "2", "title": "x"}], [], "paper 1 (id 1): no text in 'title' or 'abstract'"),
+    ],
+    ids=["missing-column", "unknown-task", "empty-file", "missing-model", "empty-text"],
+)
+def test_bad_input_is_one_clear_line(rows, extra, message, minilm_scimult, tmp_path, capsys):
+    papers = tmp_path / "papers.jsonl"
+    if rows is None:
+        papers.write_text("")
+    else:
+        write_jsonl(papers, rows)
+    argv = ["encode", "--model", str(minilm_scimult), "--input", str(papers), "--output", str(tmp_path / "out")]
+    assert main(argv + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("scimult-hf encode: error:") and message in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "search").exists()
+
+
+def test_search_errors_name_the_fix(sample_index, tmp_path, capsys):
+    assert main(["search", "--index", str(tmp_path), "--query", "x"]) == 2
+    assert "is not an encoded collection" in capsys.readouterr().err
+    assert main(["recommend", "--index", str(sample_index), "--id", "no-such-paper"]) == 2
+    assert "no paper with id 'no-such-paper'" in capsys.readouterr().err
+    assert main(["search", "--index", str(sample_index), "--query", " "]) == 2
+    assert "non-empty query" in capsys.readouterr().err
+
+
+def test_adding_a_task_keeps_the_others(minilm_scimult, tmp_path):
+    papers = write_jsonl(tmp_path / "papers.jsonl", sample_rows(12))
+    out = tmp_path / "c"
+    encode_corpus(str(minilm_scimult), papers, out, show_progress_bar=False)
+    with pytest.raises(ValueError, match="no link_prediction embeddings"):
+        Collection(out).task_info("link_prediction")
+    first = (out / "search" / "00000.npy").stat().st_mtime_ns
+    encode_corpus(str(minilm_scimult), papers, out, tasks=["link_prediction"], show_progress_bar=False)
+    assert Collection(out).tasks == ["search", "link_prediction"]
+    assert (out / "search" / "00000.npy").stat().st_mtime_ns == first
+    other = write_jsonl(tmp_path / "other.jsonl", sample_rows(5))
+    with pytest.raises(ValueError, match="another input file"):
+        encode_corpus(str(minilm_scimult), other, out, show_progress_bar=False)
