@@ -40,6 +40,13 @@ def _upcycle(args) -> int:
 
 
 def _export(args) -> int:
+    if args.onnx:
+        from .onnx_backend import export_onnx
+
+        path = export_onnx(args.model, args.task, args.output, overwrite=args.overwrite)
+        print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r}, with "
+              "onnx/model.onnx and onnx/model_qint8.onnx)")
+        return 0
     from .sentence import export_task
 
     path = export_task(args.model, args.task, args.output, overwrite=args.overwrite)
@@ -49,7 +56,7 @@ def _export(args) -> int:
 
 def _register_demo(sub) -> None:
     p = sub.add_parser("demo", help="search, classify and link a handful of real papers with the default model")
-    p.add_argument("--model", help="SciMult folder or Hub id (default: the offline default model)")
+    p.add_argument("--model", help="SciMult folder or Hub id (default: the Hub's SciMult model when reachable, else the offline default; one line says which)")
     p.add_argument("--data", help="instead of the shipped sample: a folder with scifact/, ohsumed23/ and unarxive-cites/ (the shared data layout)")
     p.add_argument("--seed", type=int, default=0, help="picks the claim, papers and references shown (default: 0)")
     p.set_defaults(func=_demo)
@@ -72,6 +79,9 @@ def _register_export(sub) -> None:
     p.add_argument("--model", required=True, help="SciMult folder")
     p.add_argument("--task", help="task whose experts to keep (omit for a dense model)")
     p.add_argument("--output", required=True, help="folder to write")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write onnx/model.onnx (fused fp32) and onnx/model_qint8.onnx (int8) for ONNX Runtime "
+                        '(needs `pip install "scimult-hf[onnx]"`)')
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (once the new one is complete)")
     p.set_defaults(func=_export)
 

@@ -57,3 +57,15 @@ def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
     path = default_model_path()
     return str(path), (f"model: offline default, all-MiniLM-L6-v2 upcycled into SciMult, untrained experts "
                        f"({path}); {why}. Pass --model to choose another.")
+
+
+def model_stamp(model: str, *extra: str) -> str:
+    """A short key for things built from ``model`` (a folder or Hub id): changes when its weights change."""
+    import hashlib
+
+    stamp = ":".join([os.fspath(Path(model).resolve()) if Path(model).exists() else model, *extra])
+    weights = Path(model) / "model.safetensors"
+    if weights.is_file():
+        stat = weights.stat()
+        stamp += f":{stat.st_mtime_ns}:{stat.st_size}"
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16]

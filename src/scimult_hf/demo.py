@@ -37,15 +37,9 @@ def _rank(st, queries: list[str], docs: list[str], task: str):
 
 def _collection_for(model: str) -> Path:
     """Where the demo keeps the shipped sample encoded by ``model`` (re-encoded when the weights change)."""
-    import hashlib
+    from .defaults import cache_dir, model_stamp
 
-    from .defaults import cache_dir
-
-    stamp = model
-    weights = Path(model) / "model.safetensors"
-    if weights.is_file():
-        stamp += f":{weights.stat().st_mtime_ns}:{weights.stat().st_size}"
-    return cache_dir() / "demo" / hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    return cache_dir() / "demo" / model_stamp(model)
 
 
 def _sample_demo(model: str, st, rng: random.Random) -> int:
