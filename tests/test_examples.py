@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,3 +57,50 @@ def test_examples_run(tmp_path):
     proc = run([sys.executable, "examples/instruction_variant.py", str(tmp_path / "instr")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "instr" / "config_sentence_transformers.json").is_file()
+
+
+def readme_python_blocks():
+    """Every ```python block of the README with the line it starts on, unless a skip marker precedes it."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        if lines[i].strip() == "```python":
+            start = i
+            i += 1
+            body = []
+            while lines[i].strip() != "```":
+                body.append(lines[i])
+                i += 1
+            if not lines[start - 1].startswith("<!-- readme-test: skip"):
+                blocks.append(pytest.param("\n".join(body), id=f"line-{start + 1}"))
+        i += 1
+    return blocks
+
+
+@pytest.mark.parametrize("code", readme_python_blocks())
+def test_readme_snippet_runs_on_its_own(code, tmp_path):
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "SCIMULT_HF_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing written where it ran
+
+
+EXAMPLES = {
+    "search_collection.py": ([], ["## deep learning for protein structure", "| rank | score | title"]),
+    "classify_papers.py": ([], ["| label 1", "top-1 label is a gold label for"]),
+    "recommend_citations.py": (["{shared}/data"], ["of the top 10 are real references", " yes "]),
+    "convert_checkpoint.py": (["{shared}/fixtures/scimult_moe_attn_s1/checkpoint.ckpt", "{tmp}/converted",
+                               "--tokenizer", "{shared}/fixtures/scimult_moe_attn_s1/bert_config"],
+                              ["transformers, classification:", "sentence-transformers, search:"]),
+    "train_small.py": (["{tmp}/trained", "--steps", "12"], ["search vs classification embedding of one paper"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_example_runs_offline(name, shared_dir, tmp_path):
+    args, expected = EXAMPLES[name]
+    args = [a.format(shared=shared_dir, tmp=tmp_path) for a in args]
+    proc = run([sys.executable, f"examples/{name}", *args], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in expected:
+        assert text in proc.stdout, proc.stdout[-2000:]

@@ -8,32 +8,56 @@ classes are imported (at once when they already are), through post-import hooks;
 below are loaded on first use (``lazy_loader``).
 """
 
+import sys
+
 import lazy_loader
 import wrapt
 
 __version__ = "0.1.0"
 
-_CONFIG_AUTO = "transformers.models.auto.configuration_auto"
-_MODEL_AUTO = "transformers.models.auto.modeling_auto"
+_AUTO = ("transformers.models.auto.configuration_auto", "transformers.models.auto.modeling_auto")
+#: Modules whose completed import may be the moment registration becomes possible (hooks on each): the
+#: auto modules, ours, and the transformers modules that import the auto modules half way through their own
+#: import (sentence-transformers' path goes through modelcard / integration_utils / modeling_utils).
+_WATCHED = (*_AUTO, "transformers.models.bert.configuration_bert", "transformers.models.bert.modeling_bert",
+            "transformers.modeling_utils", "transformers.modelcard", "transformers.integrations.integration_utils",
+            "transformers.trainer", "transformers.pipelines", "transformers.processing_utils",
+            "transformers.models.auto.tokenization_auto", "transformers.models.encoder_decoder.configuration_encoder_decoder",
+            "sentence_transformers", f"{__name__}.configuration_scimult",
+            f"{__name__}.modeling_scimult")
 
 
-def _register_config(configuration_auto) -> None:
-    from .configuration_scimult import SciMultConfig
+def _importing(done) -> bool:
+    """True while a transformers or scimult_hf module other than ``done`` is still being imported."""
+    return any(
+        getattr(getattr(module, "__spec__", None), "_initializing", False)
+        for name, module in list(sys.modules.items())
+        if module is not done and name.startswith(("transformers.", f"{__name__}."))
+    )
 
-    configuration_auto.AutoConfig.register("scimult", SciMultConfig, exist_ok=True)
-    SciMultConfig.register_for_auto_class()
 
+def _register(module=None) -> None:
+    """Register the SciMult classes with AutoConfig / AutoModel once transformers' auto classes are imported.
 
-def _register_model(modeling_auto) -> None:
+    Runs after each watched module finishes importing; it does nothing while another transformers (or
+    scimult_hf) import is half done - importing our classes then could meet a half-initialised module - and
+    the watched module that finishes last does the work.
+    """
+    if not any(name in sys.modules for name in _AUTO) or _importing(module):
+        return
+    from transformers import AutoConfig, AutoModel
+
     from .configuration_scimult import SciMultConfig
     from .modeling_scimult import SciMultModel
 
-    modeling_auto.AutoModel.register(SciMultConfig, SciMultModel, exist_ok=True)
+    AutoConfig.register("scimult", SciMultConfig, exist_ok=True)
+    AutoModel.register(SciMultConfig, SciMultModel, exist_ok=True)
+    SciMultConfig.register_for_auto_class()
     SciMultModel.register_for_auto_class("AutoModel")
 
 
-wrapt.register_post_import_hook(_register_config, _CONFIG_AUTO)
-wrapt.register_post_import_hook(_register_model, _MODEL_AUTO)
+for _name in _WATCHED:
+    wrapt.register_post_import_hook(_register, _name)
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,

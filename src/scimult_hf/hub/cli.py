@@ -17,11 +17,11 @@ def run_serve(args) -> int:
 def register_serve(sub) -> None:
     p = sub.add_parser("serve", help="serve a model over HTTP with the Inference Endpoints handler (POST / JSON)")
     p.add_argument("--model", required=True, help="SciMult (or sentence-transformers) folder")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--max-inputs", type=int, default=256, help="most inputs per request")
     p.add_argument("--max-chars", type=int, default=20_000, help="longest input, in characters")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run_serve)
 

@@ -128,10 +128,12 @@ def register_train(sub) -> None:
     p.add_argument("--prepared", help="a folder written by `scimult-hf prepare` instead of --data")
     p.add_argument("--output", required=True, help="run folder (checkpoints, model, exports, logs, card)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
-    p.add_argument("--variant", choices=["moe", "vanilla", "instruction"], default="moe")
+    p.add_argument("--variant", choices=["moe", "vanilla", "instruction"], default="moe",
+                   help="moe: one expert per task (default); vanilla: one dense encoder; instruction: dense, with "
+                        "task prompts")
     p.add_argument("--expert-type", choices=["attention", "ffn"], default="attention", help="for --variant moe")
     p.add_argument("--expert-layers", type=layer_list, help="comma-separated layers with experts (default 1,3,5,...)")
-    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training data (default: 1)")
     p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=32, help="per process")
     p.add_argument("--lr", type=float, default=2e-5, help="learning rate of the shared weights")
@@ -142,10 +144,10 @@ def register_train(sub) -> None:
     p.add_argument("--mini-batch-size", type=int, default=32, help="with --cached-loss")
     p.add_argument("--sampler", choices=["round_robin", "proportional"], default="round_robin",
                    help="how batches of the tasks alternate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed for data order and initialisation (default: 0)")
     p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps")
     p.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
-    p.add_argument("--logging-steps", type=int, default=10)
+    p.add_argument("--logging-steps", type=int, default=10, help="log the per-task losses every N steps (default: 10)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
     p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the trained model (exports, handler, card) to this repo")
