@@ -82,7 +82,7 @@ def test_readme_snippet_runs_on_its_own(code, tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "SCIMULT_HF_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # nothing written where it ran
+    assert {p.name for p in tmp_path.iterdir()} <= {"cache"}  # nothing written where it ran
 
 
 EXAMPLES = {
