@@ -104,3 +104,17 @@ def test_example_runs_offline(name, shared_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in expected:
         assert text in proc.stdout, proc.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_langchain_example_in_its_own_environment(tmp_path):
+    """langchain-huggingface pins huggingface_hub 1.x, so it gets a virtualenv of its own (on top of ours)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "langchain-huggingface"],
+                             capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    proc = run([str(python), "examples/langchain_embeddings.py"], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 documents, 384 dimensions" in proc.stdout and "best match: Attention is all you need" in proc.stdout
