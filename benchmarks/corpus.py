@@ -38,6 +38,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: Linux keeps that across ``execve``, so
+    a child started by a large parent would report the parent's size."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -77,7 +77,7 @@ def _sample_demo(model: str, st, rng: random.Random) -> int:
 
     paper = rng.choice(ranked)
     rec = recommend_citations(collection, paper_id=paper["id"], k=5)
-    print(f"\n## Link-prediction expert - papers {shorten(paper['title'], 70)!r} would likely cite\n")
+    print(f"\n## Link-prediction expert - likely citations of {shorten(paper['title'], 70)!r}\n")
     print(table(["rank", "score", "title"], [[h["rank"], h["score"], shorten(h["title"], 90)] for h in rec["results"]]))
     print("\nYour own papers (JSONL/CSV/parquet with id, title, abstract):\n"
           "  scimult-hf encode --input papers.jsonl --output my-index --task search,link_prediction,classification\n"
