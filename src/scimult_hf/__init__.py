@@ -74,6 +74,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "upcycle",
         ],
         "defaults": ["default_model_path"],
+        "released": ["RELEASED", "load_model", "resolve_model_path"],
         "retrieval.encoding": ["encode_by_task"],
     },
 )

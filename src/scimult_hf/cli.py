@@ -54,9 +54,31 @@ def _export(args) -> int:
     return 0
 
 
+def _fetch(args) -> int:
+    from .released import RELEASED, fetch_released
+
+    for name in args.names:
+        if name not in RELEASED:
+            raise ValueError(f"unknown released model {name!r}: use one of {', '.join(RELEASED)}.")
+    for name in args.names:
+        print(fetch_released(name, full=args.full, overwrite=args.overwrite))
+    return 0
+
+
+def _register_fetch(sub) -> None:
+    p = sub.add_parser("fetch", help="download and convert released SciMult models (scimult-moe, ...) into the cache")
+    p.add_argument("names", nargs="+", metavar="NAME",
+                   help="scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par or scimult-moe-pmcpatients-ppr")
+    p.add_argument("--full", action="store_true",
+                   help="download the whole checkpoint (kept in the Hub cache) and check its sha256, instead of "
+                        "only the model tensors the conversion reads")
+    p.add_argument("--overwrite", action="store_true", help="fetch and convert again even if the folder exists")
+    p.set_defaults(func=_fetch)
+
+
 def _register_demo(sub) -> None:
     p = sub.add_parser("demo", help="search, classify and link a handful of real papers with the default model")
-    p.add_argument("--model", help="SciMult folder or Hub id (default: the Hub's SciMult model when reachable, else the offline default; one line says which)")
+    p.add_argument("--model", help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use), a SciMult folder or Hub id (default: scimult-moe when cached or the Hub answers, else the offline default; one line says which)")
     p.add_argument("--data", help="instead of the shipped sample: a folder with scifact/, ohsumed23/ and unarxive-cites/ (the shared data layout)")
     p.add_argument("--seed", type=int, default=0, help="picks the claim, papers and references shown (default: 0)")
     p.set_defaults(func=_demo)
@@ -76,7 +98,7 @@ def _register_upcycle(sub) -> None:
 
 def _register_export(sub) -> None:
     p = sub.add_parser("export", help="write a plain-BERT sentence-transformers folder for one task")
-    p.add_argument("--model", required=True, help="SciMult folder")
+    p.add_argument("--model", required=True, help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use), or a SciMult folder")
     p.add_argument("--task", help="task whose experts to keep (omit for a dense model)")
     p.add_argument("--output", required=True, help="folder to write")
     p.add_argument("--onnx", action="store_true",
@@ -87,7 +109,7 @@ def _register_export(sub) -> None:
 
 
 #: The sub-commands, in the order ``--help`` lists them.
-SUBCOMMANDS = (_register_demo, register_encode, register_search, register_classify, register_recommend,
+SUBCOMMANDS = (_register_demo, _register_fetch, register_encode, register_search, register_classify, register_recommend,
                _register_upcycle, _register_export, register_convert, register_evaluate,
                register_prepare, register_train, register_serve, register_push,
                register_push_dataset)

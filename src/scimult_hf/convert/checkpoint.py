@@ -122,8 +122,24 @@ def plain(value):
     return value
 
 
-def _check_archive(path: Path) -> None:
+def _first_damaged(archive: zipfile.ZipFile, records: set[str] | None) -> str | None:
+    """The first record (of ``records``, default all) whose CRC-32 does not match, or None."""
+    for name in archive.namelist():
+        if records is not None and name not in records:
+            continue
+        try:
+            with archive.open(name) as f:
+                while f.read(1 << 24):
+                    pass
+        except zipfile.BadZipFile:
+            return name
+    return None
+
+
+def _check_archive(path: Path, records: set[str] | None = None) -> None:
     """Check the torch zip archive and list its pickle's globals without unpickling; stop on anything unexpected.
+
+    ``records``: the records a partial download holds (:mod:`.partial`); only those are CRC-checked.
 
     The globals come from ``torch.serialization.get_unsafe_globals_in_checkpoint``, which disassembles the
     pickle statically; with :data:`ALLOWED_GLOBALS` allowed for the call, whatever it still reports is
@@ -134,7 +150,7 @@ def _check_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            damaged = archive.testzip()  # reads every record and checks its CRC-32
+            damaged = _first_damaged(archive, records)  # reads each record and checks its CRC-32
     except zipfile.BadZipFile as err:
         raise CheckpointError(
             f"{path} ({size:,} bytes) is not a complete PyTorch zip archive ({err}): the file is truncated or "
@@ -185,6 +201,9 @@ def _torch_reason(err: Exception) -> str:
 def load_original_checkpoint(path: str | os.PathLike) -> dict:
     """Safely read an original SciMult training checkpoint.
 
+    A partial download (:func:`~scimult_hf.convert.partial.fetch_model_records`: the optimizer's records are
+    holes) reads the same way: only its records are CRC-checked, and the holes are never touched.
+
     Returns the top-level dict with ``encoder_params`` turned into a plain dict and the tensors
     memory-mapped (nothing is read from disk until a tensor is used). Raises :class:`CheckpointError`
     for a truncated or corrupt file, one whose pickle needs a global outside :data:`ALLOWED_GLOBALS`,
@@ -193,7 +212,9 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (download e.g. scimult_moe.ckpt first).")
-    _check_archive(path)
+    from .partial import present_records
+
+    _check_archive(path, present_records(path))
     try:
         with torch.serialization.safe_globals(_safe_globals()):
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

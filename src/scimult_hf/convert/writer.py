@@ -27,6 +27,7 @@ import torch
 from ..hub.cards import converted_model_card
 from ..io import atomic_directory, check_output
 from .checkpoint import BaseModelError, load_original_checkpoint
+from .partial import read_partial
 from .mapping import ConversionReport, check_state, config_from_checkpoint, rename_keys, shared_encoder_state
 
 logger = logging.getLogger(__name__)
@@ -197,9 +198,13 @@ def convert_checkpoint(
         report.num_parameters,
         sorted({**report.dropped_entries, **report.dropped_keys}),
     )
-    logger.info("hashing %s", checkpoint)
-    with open(checkpoint, "rb") as f:
-        report.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    partial = read_partial(checkpoint)
+    if partial is not None:  # the bytes are not all here: the download checked the Hub's sha256 and each CRC-32
+        report.sha256 = partial["sha256"]
+    else:
+        logger.info("hashing %s", checkpoint)
+        with open(checkpoint, "rb") as f:
+            report.sha256 = hashlib.file_digest(f, "sha256").hexdigest()
 
     with atomic_directory(output) as tmp:
         _write_folder(tmp, config, state, tok, max_length)

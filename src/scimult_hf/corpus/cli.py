@@ -12,14 +12,17 @@ _TASKS_HELP = "search, link_prediction, classification"
 
 
 def _model(args) -> str:
-    """``--model``, or the default model with one line (on stderr) saying which and why."""
+    """``--model`` (a released name becomes its converted folder, fetched on first use), or the default model
+    with one line (on stderr) saying which and why."""
+    from ..released import resolve_model_path
+
     if args.model:
-        return args.model
+        return resolve_model_path(args.model)
     from ..defaults import resolve_default_model
 
     model, line = resolve_default_model()
     print(line, file=sys.stderr)
-    return model
+    return resolve_model_path(model)
 
 
 def _encode(args) -> int:
@@ -137,8 +140,10 @@ def register_encode(sub) -> None:
         description="Embed every paper of --input through the task experts into the collection folder --output: "
                     "streamed, sharded, written atomically; run the same command again to resume. Under "
                     "`accelerate launch` each process encodes its own share of the shards.")
-    p.add_argument("--model", help="SciMult folder or Hub id (default: the Hub's SciMult model when reachable, "
-                                   "else the offline default; one line says which)")
+    p.add_argument("--model", help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: "
+                                   "fetched and converted on first use), a SciMult folder or Hub id (default: "
+                                   "scimult-moe when cached or the Hub answers, else the offline default; one line "
+                                   "says which)")
     p.add_argument("--input", required=True, help="papers file: .jsonl, .csv, .tsv or .parquet (optionally .gz)")
     p.add_argument("--output", required=True, help="collection folder to write (or to resume)")
     p.add_argument("--task", default="search",

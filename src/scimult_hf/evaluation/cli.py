@@ -29,7 +29,7 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
             "<split>.jsonl and labels.jsonl. Prints a markdown table; --output writes the JSON."
         ),
     )
-    p.add_argument("--model", required=True, help="SentenceTransformer folder or Hub id (loaded with trust_remote_code)")
+    p.add_argument("--model", required=True, help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use), or a SentenceTransformer folder or Hub id (loaded with trust_remote_code)")
     p.add_argument("--task", required=True,
                    help="task family: search, link_prediction or classification; its expert encodes both sides")
     p.add_argument("--data", required=True, help="data folder")

@@ -7,16 +7,17 @@ __all__ = ["register_push", "register_push_dataset", "register_serve"]
 
 
 def run_serve(args) -> int:
+    from ..released import resolve_model_path
     from .handler import serve
 
-    serve(args.model, host=args.host, port=args.port, max_inputs=args.max_inputs, max_chars=args.max_chars,
+    serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs, max_chars=args.max_chars,
           batch_size=args.batch_size, device=args.device)
     return 0
 
 
 def register_serve(sub) -> None:
     p = sub.add_parser("serve", help="serve a model over HTTP with the Inference Endpoints handler (POST / JSON)")
-    p.add_argument("--model", required=True, help="SciMult (or sentence-transformers) folder")
+    p.add_argument("--model", required=True, help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use), or a SciMult (or sentence-transformers) folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--max-inputs", type=int, default=256, help="most inputs per request")

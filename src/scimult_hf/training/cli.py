@@ -107,7 +107,7 @@ def run_train(args) -> int:
 def register_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="turn training data into per-task pair files (parquet, with provenance)")
     _data_options(p)
-    p.add_argument("--model", help="model that mines the hard negatives (with --negatives)")
+    p.add_argument("--model", help="model that mines the hard negatives (with --negatives): a released name, folder or Hub id")
     p.add_argument("--output", required=True, help="folder to write (one sub-folder per task)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=run_prepare)
@@ -123,7 +123,7 @@ def layer_list(text: str) -> list[int]:
 
 def register_train(sub) -> None:
     p = sub.add_parser("train", help="multi-task contrastive training (MoE, vanilla or instruction variant)")
-    p.add_argument("--model", required=True, help="BERT / sentence-transformers folder to upcycle, or a SciMult folder")
+    p.add_argument("--model", required=True, help="BERT / sentence-transformers folder to upcycle, or a SciMult folder, or a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use)")
     _data_options(p)
     p.add_argument("--prepared", help="a folder written by `scimult-hf prepare` instead of --data")
     p.add_argument("--output", required=True, help="run folder (checkpoints, model, exports, logs, card)")

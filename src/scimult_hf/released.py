@@ -1,0 +1,231 @@
+"""The released SciMult models by name: fetched from the Hub and converted on first use, then read from the cache.
+
+The authors released four training checkpoints in ``yuz9yuz/SciMult`` (MIT). A name from :data:`RELEASED`
+resolves to a converted SciMult folder in ``$SCIMULT_HF_CACHE/released/NAME``; when that folder is missing it
+is made once:
+
+1. the Hub's metadata for the file (size, sha256) is compared with the figures pinned here: a mismatch stops
+   before a byte of the file is downloaded;
+2. by default only what the conversion reads is fetched (the zip's directory, the pickle and ``model_dict``'s
+   tensors, about a third of the file: :mod:`scimult_hf.convert.partial`), each record checked against its
+   CRC-32; ``full=True`` downloads the whole file with ``huggingface_hub`` (its progress bar and resume) and
+   checks its sha256;
+3. the base model's ``vocab.txt`` and ``config.json`` (BiomedBERT) come through the Hub cache;
+4. the safe converter writes the folder atomically, and the downloaded checkpoint is deleted.
+
+A second call finds the folder and touches no network.
+
+>>> sorted(RELEASED)
+['scimult-moe', 'scimult-moe-pmcpatients-par', 'scimult-moe-pmcpatients-ppr', 'scimult-vanilla']
+>>> RELEASED["scimult-moe"].filename
+'scimult_moe.ckpt'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .defaults import cache_dir
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RELEASED", "ReleasedModel", "fetch_released", "is_released_name", "load_model", "resolve_model_path",
+           "released_folder"]
+
+#: The Hub repository of the authors' checkpoints, and the base model whose tokenizer they use.
+REPO_ID = "yuz9yuz/SciMult"
+TOKENIZER_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
+TOKENIZER_FILES = ("config.json", "vocab.txt")
+
+
+@dataclass(frozen=True)
+class ReleasedModel:
+    """One released checkpoint: where it is, what it must hash to, and what it is."""
+
+    filename: str
+    size: int
+    sha256: str
+    description: str
+    #: Bytes of ``model_dict`` (what a partial fetch reads, about a third of the file).
+    model_bytes: int
+    repo_id: str = REPO_ID
+    revision: str = "main"
+
+
+RELEASED: dict[str, ReleasedModel] = {
+    "scimult-moe": ReleasedModel(
+        "scimult_moe.ckpt", 1_649_705_885, "0410d0b8a49fab7bc0623d4385afa7b7824c289690241884761513d99c5e21ec",
+        "SciMult-MoE: one attention expert per task in every second layer", 549_000_000),
+    "scimult-vanilla": ReleasedModel(
+        "scimult_vanilla.ckpt", 1_309_392_285, "65b9f1e48ab9b13fb4917ae6446e8a546c3c21b726670c9deabbf9862d26e7ba",
+        "SciMult without experts (BERT-base)", 436_000_000),
+    "scimult-moe-pmcpatients-par": ReleasedModel(
+        "scimult_moe_pmcpatients_par.ckpt", 1_649_722_333,
+        "46d4452232fc3cdbf14049ab1694950d3fbacf8bed9397666f1717f92315951e",
+        "SciMult-MoE trained further on PMC-Patients patient-to-article retrieval", 549_000_000),
+    "scimult-moe-pmcpatients-ppr": ReleasedModel(
+        "scimult_moe_pmcpatients_ppr.ckpt", 1_649_716_317,
+        "3f3a9c03964019f92afbc933011174480fb3682fbfc8e2e4b808146383b6ec12",
+        "SciMult-MoE trained further on PMC-Patients patient-to-patient retrieval", 549_000_000),
+}
+
+
+class ReleasedModelError(ValueError):
+    """A released model could not be fetched or does not match what was released; the message says why."""
+
+
+def is_released_name(name: str | os.PathLike) -> bool:
+    """True for a name of :data:`RELEASED` that is not also an existing local path (a folder wins)."""
+    return isinstance(name, str) and name in RELEASED and not os.path.exists(name)
+
+
+def released_folder(name: str) -> Path:
+    """Where the converted folder of a released model lives (it may not exist yet)."""
+    return cache_dir() / "released" / name
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "modules.json").is_file() and (folder / "conversion.json").is_file()
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _fetch_command(name: str) -> str:
+    return f"`scimult-hf fetch {name}` (on a machine with Hub access)"
+
+
+def remote_metadata(name: str, timeout: float = 10.0):
+    """The Hub's metadata (size, sha256, commit) of a released file; raises what ``huggingface_hub`` raises."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    release = RELEASED[name]
+    url = hf_hub_url(release.repo_id, release.filename, revision=release.revision)
+    return url, get_hf_file_metadata(url, timeout=timeout)
+
+
+def _check_metadata(name: str, metadata) -> None:
+    release = RELEASED[name]
+    if metadata.etag != release.sha256 or metadata.size != release.size:
+        raise ReleasedModelError(
+            f"{release.repo_id}/{release.filename} at revision {release.revision} is not the released file: the Hub "
+            f"reports sha256 {metadata.etag} and {metadata.size:,} bytes, the release is sha256 {release.sha256} and "
+            f"{release.size:,} bytes. Nothing was downloaded or converted."
+        )
+
+
+def _tokenizer_folder() -> Path:
+    """BiomedBERT's ``config.json`` and ``vocab.txt`` through the Hub cache (offline: the cache alone)."""
+    from huggingface_hub import hf_hub_download
+
+    paths = []
+    for filename in TOKENIZER_FILES:
+        try:
+            paths.append(Path(hf_hub_download(TOKENIZER_REPO, filename)))
+        except Exception as err:  # offline and not cached, no network, ...
+            raise ReleasedModelError(
+                f"the base model's {filename} ({TOKENIZER_REPO}) is needed for the conversion and could not be "
+                f"fetched ({type(err).__name__}: {err}). Fetch it once with Hub access: `hf download {TOKENIZER_REPO} "
+                f"{' '.join(TOKENIZER_FILES)}`."
+            ) from None
+    return paths[0].parent
+
+
+def _download_partial(name: str, url: str, metadata, dest: Path) -> dict:
+    from huggingface_hub.utils import build_hf_headers, get_session
+    from tqdm.auto import tqdm
+
+    from .convert.partial import RangeFile, fetch_model_records
+
+    remote = RangeFile(url, metadata.size, get_session(), headers=build_hf_headers())
+    desc = f"fetching the model tensors of {RELEASED[name].filename}"
+    return fetch_model_records(remote, dest, metadata.etag, progress=lambda total: tqdm(
+        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc))
+
+
+def _download_full(name: str) -> Path:
+    import hashlib
+
+    from huggingface_hub import hf_hub_download
+
+    release = RELEASED[name]
+    path = Path(hf_hub_download(release.repo_id, release.filename, revision=release.revision))
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if digest != release.sha256:
+        raise ReleasedModelError(
+            f"{path}: sha256 {digest} does not match the released {release.filename} (sha256 {release.sha256}); "
+            "nothing was converted. Delete the file and fetch again."
+        )
+    return path
+
+
+def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Path:
+    """Download and convert the released model ``name`` into :func:`released_folder` (see the module doc).
+
+    Prints one line on stderr: which file, which revision, how many bytes came over the network, where the
+    folder is. ``full=True`` downloads the whole checkpoint (into the Hub cache, where it stays) instead of
+    the model tensors alone. An existing folder is kept unless ``overwrite``.
+    """
+    if name not in RELEASED:
+        raise ReleasedModelError(f"unknown released model {name!r}: use one of {', '.join(RELEASED)}.")
+    release = RELEASED[name]
+    folder = released_folder(name)
+    if _is_complete(folder) and not overwrite:
+        return folder
+    if _offline():
+        raise ReleasedModelError(
+            f"{name} is not converted in {folder} yet and HF_HUB_OFFLINE is set: run {_fetch_command(name)}, or "
+            f"convert {release.filename} by hand (README: 'Using the released SciMult models')."
+        )
+    from .convert.writer import convert_checkpoint
+    from .io import remove_leftovers
+
+    try:
+        url, metadata = remote_metadata(name)
+    except Exception as err:
+        raise ReleasedModelError(
+            f"{name}: the Hub did not answer for {release.repo_id}/{release.filename} ({type(err).__name__}: {err})."
+        ) from None
+    _check_metadata(name, metadata)
+    tokenizer = _tokenizer_folder()
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder.parent, name)
+    if full:
+        checkpoint, received = _download_full(name), release.size
+    else:
+        checkpoint = downloads / release.filename
+        received = _download_partial(name, url, metadata, checkpoint)["received"]
+    convert_checkpoint(checkpoint, folder, tokenizer=tokenizer, overwrite=True)
+    if not full:  # the partial file served its one purpose; the converted folder is what stays
+        for leftover in (checkpoint, Path(f"{checkpoint}.records.json")):
+            leftover.unlink(missing_ok=True)
+    print(f"{name}: converted {release.repo_id}/{release.filename} (revision {metadata.commit_hash}, "
+          f"{received / 1e6:,.0f} MB of {release.size / 1e6:,.0f} MB downloaded) into {folder}", file=sys.stderr)
+    return folder
+
+
+def resolve_model_path(name_or_path: str | os.PathLike) -> str:
+    """A released name as its converted folder (fetched and converted on first use); anything else unchanged."""
+    if is_released_name(name_or_path):
+        return str(fetch_released(name_or_path))
+    return os.fspath(name_or_path)
+
+
+def load_model(name_or_path: str | os.PathLike = "scimult-moe", **kwargs):
+    """A SentenceTransformer of a released model by name (``"scimult-moe"``), a SciMult folder or a Hub id.
+
+    ``encode(texts, task="search" | "link_prediction" | "classification")`` picks the expert; keyword
+    arguments go to ``SentenceTransformer`` (``device=...``).
+    """
+    from .sentence import load_sentence_transformer
+
+    return load_sentence_transformer(resolve_model_path(name_or_path), **kwargs)
