@@ -26,7 +26,8 @@ def sha256_of(path: Path) -> str:
 
 class LocalHub:
     def __init__(self, files: dict[tuple[str, str], Path], commit: str = COMMIT):
-        self.files = {key: (Path(path), Path(path).stat().st_size, sha256_of(Path(path))) for key, path in files.items()}
+        self.files: dict[tuple[str, str], tuple[Path, int, str]] = {}
+        self.serve(files)
         self.commit = commit
         self.sent = 0
         self.requests: list[tuple[str, str, str | None]] = []
@@ -90,6 +91,10 @@ class LocalHub:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def serve(self, files: dict[tuple[str, str], Path]) -> None:
+        """Serve (or replace) ``{(repo, path in repo): local file}``."""
+        self.files.update({key: (Path(p), Path(p).stat().st_size, sha256_of(Path(p))) for key, p in files.items()})
 
     def __enter__(self) -> LocalHub:
         self.thread.start()

@@ -216,7 +216,8 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
 def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     """A released name as its converted folder (fetched and converted on first use); anything else unchanged."""
     if is_released_name(name_or_path):
-        return str(fetch_released(name_or_path))
+        folder = released_folder(name_or_path)
+        return str(folder if _is_complete(folder) else fetch_released(name_or_path))
     return os.fspath(name_or_path)
 
 

@@ -1,0 +1,338 @@
+"""Released models by name against a local Hub endpoint serving the golden fixtures under the released file names.
+
+The fixtures (../shared/fixtures) are checkpoints in the original format with the embeddings the original code
+computes; here they stand in for ``yuz9yuz/SciMult``'s four files, and their ``bert_config`` for BiomedBERT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import constants
+from safetensors.torch import load_file
+
+from hub_server import LocalHub, sha256_of
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = (ROOT / ".." / "shared" / "fixtures").resolve()
+TASKS = ["search", "link_prediction", "classification"]
+#: Which fixture stands in for which released file.
+STAND_INS = {
+    "scimult-moe": "scimult_moe_attn_s1",
+    "scimult-vanilla": "scimult_vanilla_s3",
+    "scimult-moe-pmcpatients-par": "scimult_moe_attn_s1",
+    "scimult-moe-pmcpatients-ppr": "scimult_moe_fwd_s4",
+}
+TOKENIZER_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
+
+pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"golden fixtures not found at {FIXTURES}")
+
+
+def hub_files() -> dict[tuple[str, str], Path]:
+    from scimult_hf.released import RELEASED
+
+    files = {("yuz9yuz/SciMult", RELEASED[name].filename): FIXTURES / fx / "checkpoint.ckpt"
+             for name, fx in STAND_INS.items()}
+    return {**files, **base_model_files("scimult_moe_attn_s1")}
+
+
+def base_model_files(fx: str) -> dict[tuple[str, str], Path]:
+    """The fixture's own base config and vocabulary as BiomedBERT's (each fixture has its own dimensions)."""
+    return {(TOKENIZER_REPO, f): FIXTURES / fx / "bert_config" / f for f in ("config.json", "vocab.txt")}
+
+
+def pinned_to_fixtures() -> dict:
+    """The release table with the fixtures' sizes and hashes (what the test endpoint serves)."""
+    from scimult_hf.released import RELEASED
+
+    table = {}
+    for name, fx in STAND_INS.items():
+        path = FIXTURES / fx / "checkpoint.ckpt"
+        table[name] = dataclasses.replace(RELEASED[name], size=path.stat().st_size, sha256=sha256_of(path))
+    return table
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """The local endpoint, with huggingface_hub pointed at it (online) and empty caches."""
+    from scimult_hf import released
+
+    with LocalHub(hub_files()) as server:
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+        monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setattr(released, "RELEASED", pinned_to_fixtures())
+        yield server
+
+
+def texts_of(fx: str) -> list[str]:
+    return [p["text"] for p in json.loads((FIXTURES / fx / "texts.json").read_text())["papers"]]
+
+
+def reference_cases(fx: str) -> list[tuple[str | None, torch.Tensor]]:
+    ref = load_file(FIXTURES / fx / "embeddings.safetensors")
+    if list(ref) == ["no_expert"]:
+        return [(None, ref["no_expert"])]
+    return [(TASKS[int(k.split("_")[1])], v) for k, v in sorted(ref.items())]
+
+
+@pytest.mark.parametrize("name", list(STAND_INS))
+def test_name_fetches_converts_and_embeds_like_the_original(hub, name, capsys):
+    from transformers import AutoModel, AutoTokenizer
+
+    from scimult_hf import load_model, resolve_model_path
+
+    fx = STAND_INS[name]
+    hub.serve(base_model_files(fx))
+    model = load_model(name)
+    folder = Path(resolve_model_path(name))
+    line = capsys.readouterr().err
+    assert f"{name}: converted yuz9yuz/SciMult/" in line and str(folder) in line and "revision cb49f68" in line
+    auto = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    batch = tok(texts_of(fx), padding=True, truncation=True, max_length=512, return_tensors="pt")
+    for task, expected in reference_cases(fx):
+        kwargs = {"task": task} if task else {}
+        got = model.encode(texts_of(fx), convert_to_tensor=True, **kwargs)
+        assert float((got - expected).abs().max()) <= 1e-5
+        with torch.no_grad():
+            pooled = auto(**batch, **kwargs).pooler_output
+        assert float((pooled - expected).abs().max()) <= 1e-5
+    assert not list((folder.parent.parent / "downloads").iterdir())  # the partial checkpoint is gone
+
+
+def test_second_call_uses_the_folder_without_network(hub, monkeypatch):
+    from scimult_hf import released
+
+    first = released.resolve_model_path("scimult-moe")
+    seen = len(hub.requests)
+    monkeypatch.setattr(released, "fetch_released", None)  # any attempt to fetch again would fail
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert released.resolve_model_path("scimult-moe") == first
+    assert len(hub.requests) == seen
+
+
+def with_full_optimizer_state(tmp_path: Path) -> Path:
+    """The moe fixture re-saved with AdamW state for every parameter, as in the released files (the fixture's
+    optimizer state covers two parameters only)."""
+    pytest.importorskip("omegaconf")
+    checkpoint = torch.load(FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt", weights_only=False)
+    params = [t for k, t in checkpoint["model_dict"].items() if k.startswith("question_model.") and t.is_floating_point()]
+    checkpoint["optimizer_dict"]["state"] = {
+        i: {"step": 1, "exp_avg": torch.randn_like(t), "exp_avg_sq": torch.rand_like(t)} for i, t in enumerate(params)}
+    path = tmp_path / "full_state.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_only_the_model_tensors_are_downloaded(hub, tmp_path):
+    """The optimizer's records stay holes: fewer bytes than the file, and the conversion still checks out."""
+    from huggingface_hub.utils import get_session
+
+    from scimult_hf.convert import load_original_checkpoint
+    from scimult_hf.convert.partial import RangeFile, fetch_model_records, read_partial
+
+    path = with_full_optimizer_state(tmp_path)
+    hub.serve({("yuz9yuz/SciMult", "full.ckpt"): path})
+    remote = RangeFile(f"{hub.url}/yuz9yuz/SciMult/resolve/main/full.ckpt", path.stat().st_size, get_session())
+    stats = fetch_model_records(remote, tmp_path / "part.ckpt", sha256_of(path), gap=0)
+    # model_dict holds the shared encoder twice (question_model., ctx_model.), the optimizer two tensors per
+    # parameter: about half of this file is optimizer state (two thirds of the released ones).
+    assert stats["received"] < 0.55 * path.stat().st_size
+    original = torch.load(path, weights_only=False, map_location="cpu")
+    partial = load_original_checkpoint(tmp_path / "part.ckpt")
+    for key, tensor in original["model_dict"].items():
+        assert torch.equal(partial["model_dict"][key], tensor)
+    assert not partial["optimizer_dict"]["state"][0]["exp_avg"].any()  # never downloaded: zeros of a hole
+    assert read_partial(tmp_path / "part.ckpt")["sha256"] == sha256_of(path)
+
+
+def test_interrupted_partial_download_resumes(hub, tmp_path, monkeypatch):
+    from huggingface_hub.utils import get_session
+
+    from scimult_hf.convert import partial
+
+    path = FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt"
+    url = f"{hub.url}/yuz9yuz/SciMult/resolve/main/scimult_moe.ckpt"
+    monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
+    calls = {"n": 0}
+    real_fetch = partial.RangeFile.fetch
+
+    def flaky(self, start, stop):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise OSError("connection reset")
+        return real_fetch(self, start, stop)
+
+    monkeypatch.setattr(partial.RangeFile, "fetch", flaky)
+    with pytest.raises(OSError, match="connection reset"):
+        partial.fetch_model_records(partial.RangeFile(url, path.stat().st_size, get_session()), tmp_path / "p.ckpt",
+                                    sha256_of(path))
+    monkeypatch.setattr(partial.RangeFile, "fetch", real_fetch)
+    again = partial.RangeFile(url, path.stat().st_size, get_session())
+    stats = partial.fetch_model_records(again, tmp_path / "p.ckpt", sha256_of(path))
+    whole = partial.RangeFile(url, path.stat().st_size, get_session())
+    full_stats = partial.fetch_model_records(whole, tmp_path / "q.ckpt", sha256_of(path))
+    assert stats["received"] <= full_stats["received"] - 10 * 64 * 1024  # the finished ranges were not fetched again
+    assert (tmp_path / "p.ckpt").read_bytes() == (tmp_path / "q.ckpt").read_bytes()
+
+
+def test_wrong_sha256_is_refused_before_downloading(hub, tmp_path, monkeypatch):
+    from scimult_hf import released
+
+    wrong = dataclasses.replace(released.RELEASED["scimult-moe"], sha256="0" * 64)
+    monkeypatch.setitem(released.RELEASED, "scimult-moe", wrong)
+    with pytest.raises(released.ReleasedModelError) as err:
+        released.fetch_released("scimult-moe")
+    served = sha256_of(FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt")
+    assert "0" * 64 in str(err.value) and served in str(err.value) and "Nothing was downloaded" in str(err.value)
+    assert [r for r in hub.requests if r[0] == "GET"] == []  # only the metadata was asked for
+    assert not (tmp_path / "cache" / "released" / "scimult-moe").exists()
+
+
+def test_full_download_checks_the_whole_file(hub, tmp_path):
+    from scimult_hf.released import fetch_released
+
+    hub.serve(base_model_files("scimult_vanilla_s3"))
+    folder = fetch_released("scimult-vanilla", full=True)
+    conversion = json.loads((folder / "conversion.json").read_text())
+    assert conversion["source_sha256"] == sha256_of(FIXTURES / "scimult_vanilla_s3" / "checkpoint.ckpt")
+    assert hub.sent >= (FIXTURES / "scimult_vanilla_s3" / "checkpoint.ckpt").stat().st_size
+
+
+def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
+    from scimult_hf.released import ReleasedModelError, fetch_released
+
+    monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ReleasedModelError, match="scimult-hf fetch scimult-moe"):
+        fetch_released("scimult-moe")
+
+
+def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
+    from scimult_hf.released import ReleasedModelError, fetch_released
+
+    del hub.files[(TOKENIZER_REPO, "vocab.txt")]
+    with pytest.raises(ReleasedModelError, match=f"hf download {TOKENIZER_REPO} config.json vocab.txt"):
+        fetch_released("scimult-moe")
+
+
+KILL_DURING_CONVERSION = """
+import os, signal, sys, dataclasses
+import scimult_hf.released as r
+from scimult_hf.convert import writer
+r.RELEASED.update({name: dataclasses.replace(r.RELEASED[name], **fields) for name, fields in PINNED.items()})
+real = writer._write_folder
+def write_then_die(folder, *args, **kwargs):
+    real(folder, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)   # the folder is staged, not yet in place
+writer._write_folder = write_then_die
+r.fetch_released("scimult-moe")
+"""
+
+
+def _pinned_json() -> str:
+    return repr({name: {"size": m.size, "sha256": m.sha256} for name, m in pinned_to_fixtures().items()})
+
+
+def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, tmp_path):
+    from scimult_hf.released import fetch_released, released_folder
+
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "SCIMULT_HF_CACHE": str(tmp_path / "cache")}
+    code = KILL_DURING_CONVERSION.replace("PINNED", _pinned_json())
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    folder = released_folder("scimult-moe")
+    assert not folder.exists()
+    fetch_released("scimult-moe")
+    assert (folder / "modules.json").is_file()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["scimult-moe"]  # the dead writer's staging is gone
+
+
+# ---------------------------------------------------------------------------------------------- default model
+def test_default_is_scimult_moe_when_the_hub_answers(hub):
+    from scimult_hf.defaults import resolve_default_model
+
+    model, line = resolve_default_model()
+    assert model == "scimult-moe"
+    assert "yuz9yuz/SciMult" in line and "first use downloads about" in line and "scimult_moe.ckpt" in line
+    assert [r[0] for r in hub.requests] == ["HEAD"]
+
+
+def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
+    from scimult_hf.defaults import resolve_default_model
+    from scimult_hf.released import fetch_released
+
+    folder = fetch_released("scimult-moe")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    seen = len(hub.requests)
+    model, line = resolve_default_model()
+    assert model == "scimult-moe" and str(folder) in line and len(hub.requests) == seen
+
+
+@pytest.mark.parametrize("how", ["offline", "unreachable"])
+def test_default_falls_back_with_the_reason_and_the_command(tmp_path, monkeypatch, how):
+    from scimult_hf import defaults
+
+    monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
+    monkeypatch.setattr(defaults, "default_model_path", lambda: tmp_path / "minilm")
+    if how == "offline":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    else:  # nothing listens on the endpoint
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
+    model, line = defaults.resolve_default_model(timeout=2)
+    assert model == str(tmp_path / "minilm")
+    assert ("HF_HUB_OFFLINE is set" if how == "offline" else "the Hub did not answer for yuz9yuz/SciMult") in line
+    assert "scimult-hf fetch scimult-moe" in line and "scimult-hf/" not in line
+
+
+# ------------------------------------------------------------------------------------------ fresh processes
+CLI = """
+import dataclasses, sys
+import scimult_hf.released as r
+r.RELEASED.update({name: dataclasses.replace(r.RELEASED[name], **fields) for name, fields in PINNED.items()})
+from scimult_hf.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_encode_by_name_in_a_fresh_process_then_again_without_network(hub, tmp_path):
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text("".join(json.dumps({"id": str(i), "title": t.split(" [SEP] ")[0], "abstract": t})
+                              + "\n" for i, t in enumerate(texts_of("scimult_moe_attn_s1"))))
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "SCIMULT_HF_CACHE": str(tmp_path / "cache")}
+    code = textwrap.dedent(CLI).replace("PINNED", _pinned_json())
+
+    def encode(out: str):
+        return subprocess.run([sys.executable, "-c", code, "encode", "--model", "scimult-moe", "--input", str(papers),
+                               "--output", str(tmp_path / out), "--task", "search,classification"],
+                              env=env, capture_output=True, text=True, timeout=600)
+
+    first = encode("one")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "scimult-moe: converted yuz9yuz/SciMult/scimult_moe.ckpt" in first.stderr
+    seen = len(hub.requests)
+    second = encode("two")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert len(hub.requests) == seen and "converted" not in second.stderr
+    import numpy as np
+
+    for task in ("search", "classification"):
+        a = np.load(tmp_path / "one" / task / "00000.npy")
+        assert np.array_equal(a, np.load(tmp_path / "two" / task / "00000.npy"))
+    assert not np.allclose(np.load(tmp_path / "one" / "search" / "00000.npy"),
+                           np.load(tmp_path / "one" / "classification" / "00000.npy"))  # the experts differ
