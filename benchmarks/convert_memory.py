@@ -54,8 +54,9 @@ def bert_base_config() -> dict:
     }
 
 
-def original_shapes() -> list[tuple[str, tuple[int, ...]]]:
-    """BERT-relative names and shapes of a mod2:attn 3-expert SciMult encoder, in the original naming."""
+def original_shapes(moe: bool = True) -> list[tuple[str, tuple[int, ...]]]:
+    """BERT-relative names and shapes of a mod2:attn 3-expert SciMult encoder (``moe=False``: the vanilla one),
+    in the original naming."""
     shapes = [
         ("embeddings.word_embeddings.weight", (VOCAB, HIDDEN)),
         ("embeddings.position_embeddings.weight", (POSITIONS, HIDDEN)),
@@ -65,7 +66,7 @@ def original_shapes() -> list[tuple[str, tuple[int, ...]]]:
     ]
     for i in range(LAYERS):
         p = f"encoder.layer.{i}."
-        experts = (i + 1) % 2 == 0
+        experts = moe and (i + 1) % 2 == 0
         for name in ("query", "key", "value"):
             if experts:
                 for k in range(EXPERTS):
@@ -95,8 +96,9 @@ def original_shapes() -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
-def build_checkpoint(path: Path) -> int:
-    """Write the checkpoint; returns the bytes of the weights a converter keeps (no pooler)."""
+def build_checkpoint(path: Path, moe: bool = True) -> int:
+    """Write the checkpoint (``moe=False``: the layout of ``scimult_vanilla.ckpt``); returns the bytes of the
+    weights a converter keeps (no pooler)."""
     import collections
     import typing
 
@@ -110,6 +112,8 @@ def build_checkpoint(path: Path) -> int:
     with torch.serialization.safe_globals(allowed):
         fixture = torch.load(FIXTURE / "checkpoint.ckpt", map_location="cpu", weights_only=True, mmap=True)
     encoder_params = fixture["encoder_params"]  # DictConfig whose parent is the whole training config
+    if not moe:
+        encoder_params["use_moe"] = False
     betas = fixture["optimizer_dict"]["param_groups"][0]["betas"]  # ListConfig node train.adam_betas
     group_template = {k: v for k, v in fixture["optimizer_dict"]["param_groups"][0].items() if k != "params"}
 
@@ -117,7 +121,7 @@ def build_checkpoint(path: Path) -> int:
     encoder: OrderedDict[str, torch.Tensor] = OrderedDict()
     encoder["embeddings.position_ids"] = torch.arange(POSITIONS).expand((1, -1)).contiguous()
     kept = 0
-    for name, shape in original_shapes():
+    for name, shape in original_shapes(moe):
         if name.endswith("LayerNorm.weight"):
             tensor = 1 + 0.1 * torch.randn(shape, generator=gen)
         else:

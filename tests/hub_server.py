@@ -103,3 +103,58 @@ class LocalHub:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# ------------------------------------------------------------------ the golden fixtures as the released files
+FIXTURES = (Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures").resolve()
+TOKENIZER_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
+#: Which fixture (../shared/fixtures) stands in for which released file.
+STAND_INS = {
+    "scimult-moe": "scimult_moe_attn_s1",
+    "scimult-vanilla": "scimult_vanilla_s3",
+    "scimult-moe-pmcpatients-par": "scimult_moe_attn_s1",
+    "scimult-moe-pmcpatients-ppr": "scimult_moe_fwd_s4",
+}
+
+
+def base_model_files(fx: str) -> dict[tuple[str, str], Path]:
+    """The fixture's own base config and vocabulary as BiomedBERT's (each fixture has its own dimensions)."""
+    return {(TOKENIZER_REPO, f): FIXTURES / fx / "bert_config" / f for f in ("config.json", "vocab.txt")}
+
+
+def released_files() -> dict[tuple[str, str], Path]:
+    """``yuz9yuz/SciMult``'s four files as the fixtures, and the moe fixture's base model as BiomedBERT."""
+    from scimult_hf.released import RELEASED
+
+    files = {("yuz9yuz/SciMult", RELEASED[name].filename): FIXTURES / fx / "checkpoint.ckpt"
+             for name, fx in STAND_INS.items()}
+    return {**files, **base_model_files("scimult_moe_attn_s1")}
+
+
+def pinned_to_fixtures() -> dict:
+    """The release table with the fixtures' sizes and hashes (what the stand-in endpoint serves)."""
+    import dataclasses
+
+    from scimult_hf.released import RELEASED
+
+    table = {}
+    for name, fx in STAND_INS.items():
+        path = FIXTURES / fx / "checkpoint.ckpt"
+        table[name] = dataclasses.replace(RELEASED[name], size=path.stat().st_size, sha256=sha256_of(path))
+    return table
+
+
+def pinning_preamble() -> str:
+    """Python lines that pin the release table to the fixtures in a fresh interpreter (run before the code)."""
+    pinned = {name: {"size": m.size, "sha256": m.sha256} for name, m in pinned_to_fixtures().items()}
+    return ("import dataclasses as _dc, scimult_hf.released as _released\n"
+            f"for _name, _fields in {pinned!r}.items():\n"
+            "    _released.RELEASED[_name] = _dc.replace(_released.RELEASED[_name], **_fields)\n")
+
+
+def online_env(hub: LocalHub, home: Path) -> dict[str, str]:
+    """Environment of a fresh process that reaches ``hub`` as the Hub, with empty caches under ``home``."""
+    import os
+
+    return {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(home / "hub"),
+            "SCIMULT_HF_CACHE": str(home / "cache")}

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,45 +18,12 @@ import torch
 from huggingface_hub import constants
 from safetensors.torch import load_file
 
-from hub_server import LocalHub, sha256_of
+from hub_server import (FIXTURES, STAND_INS, TOKENIZER_REPO, LocalHub, base_model_files, online_env,
+                        pinned_to_fixtures, pinning_preamble, released_files, sha256_of)
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = (ROOT / ".." / "shared" / "fixtures").resolve()
 TASKS = ["search", "link_prediction", "classification"]
-#: Which fixture stands in for which released file.
-STAND_INS = {
-    "scimult-moe": "scimult_moe_attn_s1",
-    "scimult-vanilla": "scimult_vanilla_s3",
-    "scimult-moe-pmcpatients-par": "scimult_moe_attn_s1",
-    "scimult-moe-pmcpatients-ppr": "scimult_moe_fwd_s4",
-}
-TOKENIZER_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
 
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"golden fixtures not found at {FIXTURES}")
-
-
-def hub_files() -> dict[tuple[str, str], Path]:
-    from scimult_hf.released import RELEASED
-
-    files = {("yuz9yuz/SciMult", RELEASED[name].filename): FIXTURES / fx / "checkpoint.ckpt"
-             for name, fx in STAND_INS.items()}
-    return {**files, **base_model_files("scimult_moe_attn_s1")}
-
-
-def base_model_files(fx: str) -> dict[tuple[str, str], Path]:
-    """The fixture's own base config and vocabulary as BiomedBERT's (each fixture has its own dimensions)."""
-    return {(TOKENIZER_REPO, f): FIXTURES / fx / "bert_config" / f for f in ("config.json", "vocab.txt")}
-
-
-def pinned_to_fixtures() -> dict:
-    """The release table with the fixtures' sizes and hashes (what the test endpoint serves)."""
-    from scimult_hf.released import RELEASED
-
-    table = {}
-    for name, fx in STAND_INS.items():
-        path = FIXTURES / fx / "checkpoint.ckpt"
-        table[name] = dataclasses.replace(RELEASED[name], size=path.stat().st_size, sha256=sha256_of(path))
-    return table
 
 
 @pytest.fixture
@@ -66,7 +31,7 @@ def hub(tmp_path, monkeypatch):
     """The local endpoint, with huggingface_hub pointed at it (online) and empty caches."""
     from scimult_hf import released
 
-    with LocalHub(hub_files()) as server:
+    with LocalHub(released_files()) as server:
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -229,10 +194,9 @@ def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
 
 
 KILL_DURING_CONVERSION = """
-import os, signal, sys, dataclasses
+import os, signal
 import scimult_hf.released as r
 from scimult_hf.convert import writer
-r.RELEASED.update({name: dataclasses.replace(r.RELEASED[name], **fields) for name, fields in PINNED.items()})
 real = writer._write_folder
 def write_then_die(folder, *args, **kwargs):
     real(folder, *args, **kwargs)
@@ -242,17 +206,11 @@ r.fetch_released("scimult-moe")
 """
 
 
-def _pinned_json() -> str:
-    return repr({name: {"size": m.size, "sha256": m.sha256} for name, m in pinned_to_fixtures().items()})
-
-
 def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, tmp_path):
     from scimult_hf.released import fetch_released, released_folder
 
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "SCIMULT_HF_CACHE": str(tmp_path / "cache")}
-    code = KILL_DURING_CONVERSION.replace("PINNED", _pinned_json())
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    code = pinning_preamble() + KILL_DURING_CONVERSION
+    proc = subprocess.run([sys.executable, "-c", code], env=online_env(hub, tmp_path), capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     folder = released_folder("scimult-moe")
     assert not folder.exists()
@@ -301,9 +259,7 @@ def test_default_falls_back_with_the_reason_and_the_command(tmp_path, monkeypatc
 
 # ------------------------------------------------------------------------------------------ fresh processes
 CLI = """
-import dataclasses, sys
-import scimult_hf.released as r
-r.RELEASED.update({name: dataclasses.replace(r.RELEASED[name], **fields) for name, fields in PINNED.items()})
+import sys
 from scimult_hf.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -313,9 +269,7 @@ def test_encode_by_name_in_a_fresh_process_then_again_without_network(hub, tmp_p
     papers = tmp_path / "papers.jsonl"
     papers.write_text("".join(json.dumps({"id": str(i), "title": t.split(" [SEP] ")[0], "abstract": t})
                               + "\n" for i, t in enumerate(texts_of("scimult_moe_attn_s1"))))
-    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "SCIMULT_HF_CACHE": str(tmp_path / "cache")}
-    code = textwrap.dedent(CLI).replace("PINNED", _pinned_json())
+    env, code = online_env(hub, tmp_path), pinning_preamble() + CLI
 
     def encode(out: str):
         return subprocess.run([sys.executable, "-c", code, "encode", "--model", "scimult-moe", "--input", str(papers),
