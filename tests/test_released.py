@@ -290,3 +290,8 @@ def test_encode_by_name_in_a_fresh_process_then_again_without_network(hub, tmp_p
         assert np.array_equal(a, np.load(tmp_path / "two" / task / "00000.npy"))
     assert not np.allclose(np.load(tmp_path / "one" / "search" / "00000.npy"),
                            np.load(tmp_path / "one" / "classification" / "00000.npy"))  # the experts differ
+    export = subprocess.run([sys.executable, "-c", code, "export", "--model", "scimult-moe", "--task", "search",
+                             "--output", str(tmp_path / "search-export")], env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert export.returncode == 0, export.stderr[-3000:]
+    assert len(hub.requests) == seen and (tmp_path / "search-export" / "model.safetensors").is_file()
