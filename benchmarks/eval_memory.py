@@ -74,7 +74,7 @@ def stage(name: str, args) -> dict:
         query_ids = [f"q{i}" for i in range(args.queries)]
         run = topk_to_run(query_ids, doc_ids, scores, idx)
         # Synthetic judgements: each query's top hit plus two random documents.
-        qrels = {q: {next(iter(run[q])): 1, f"d{rng.integers(args.docs)}": 1, f"d{rng.integers(args.docs)}": 1}
+        qrels = {q: {next(iter(run[q])): 1, f"d{rng.integers(args.docs)}": 1, f"d{rng.integers(args.docs)}": 1}  # noqa: F601 (two random ids)
                  for q in query_ids}
         metrics = retrieval_metrics(run, qrels)
         out["metrics"] = {k: round(v, 4) for k, v in metrics.items()}

@@ -66,7 +66,11 @@ def train_plain(base: Path, data, out: Path, args) -> Path:
 
     The default batch sampler: ``NO_DUPLICATES`` cannot fill a single batch of 32 from OHSUMED's 23 labels.
     """
-    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -98,6 +102,7 @@ def train_variant(base: Path, data, out: Path, variant: str, args) -> Path:
 
 def evaluate(model_dir: Path, data_dir: Path, args, name: str) -> list[dict]:
     from quality import run_suite
+
     from scimult_hf.retrieval import resolve_model
 
     st = resolve_model(str(model_dir), device=args.device)

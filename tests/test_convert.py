@@ -22,6 +22,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from scimult_hf.cli import main
 from scimult_hf.convert import (
     ALLOWED_GLOBALS,
     BaseModelError,
@@ -32,7 +33,6 @@ from scimult_hf.convert import (
     load_original_checkpoint,
     plain,
 )
-from scimult_hf.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = (ROOT / ".." / "shared" / "fixtures").resolve()

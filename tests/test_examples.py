@@ -82,6 +82,7 @@ def test_readme_snippet_runs_on_its_own(code, tmp_path):
     """Each block as written; one that names a released model (``scimult-moe``) reaches a local stand-in of the
     Hub that serves the golden fixtures under the released file names, with an empty cache."""
     from hub_server import FIXTURES, LocalHub, online_env, pinning_preamble, released_files
+
     from scimult_hf.released import RELEASED
 
     if not any(f'"{name}"' in code for name in RELEASED):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import venv
 from pathlib import Path
@@ -14,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PAPERS, tiny_model
 from sentence_transformers import SentenceTransformer
 
-from conftest import PAPERS, tiny_model
 from scimult_hf import INSTRUCTION_PROMPTS, export_task, save_sentence_transformer
 
 

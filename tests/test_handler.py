@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from conftest import PAPERS, tiny_model
+
 from scimult_hf import paper_text, save_sentence_transformer
 from scimult_hf.hub.handler import EndpointHandler, make_app
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import PAPERS, tiny_model
 from transformers import BertModel
 
-from conftest import PAPERS, tiny_model
 from scimult_hf import SciMultModel
 from scimult_hf.modeling_scimult import bert_parameter_name
 

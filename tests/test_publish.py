@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PAPERS, tiny_model
 from huggingface_hub import ModelCard
 
-from conftest import PAPERS, tiny_model
 from scimult_hf import save_sentence_transformer
 from scimult_hf.cli import main
 from scimult_hf.hub.cards import converted_model_card

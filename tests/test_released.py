@@ -15,11 +15,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_server import (
+    FIXTURES,
+    STAND_INS,
+    TOKENIZER_REPO,
+    LocalHub,
+    base_model_files,
+    online_env,
+    pinned_to_fixtures,
+    pinning_preamble,
+    released_files,
+    sha256_of,
+)
 from huggingface_hub import constants
 from safetensors.torch import load_file
-
-from hub_server import (FIXTURES, STAND_INS, TOKENIZER_REPO, LocalHub, base_model_files, online_env,
-                        pinned_to_fixtures, pinning_preamble, released_files, sha256_of)
 
 TASKS = ["search", "link_prediction", "classification"]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import PAPERS, tiny_model
-from scimult_hf import SciMultModel, export_task, load_sentence_transformer, save_sentence_transformer, upcycle
+
+from scimult_hf import SciMultModel, export_task, load_sentence_transformer, save_sentence_transformer
 from scimult_hf.cli import main
 from scimult_hf.io import atomic_directory, remove_leftovers, staging_name
 from scimult_hf.retrieval import EmbeddingCache, encode_by_task, load_beir, load_classification, load_qrels

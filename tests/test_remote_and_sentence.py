@@ -11,12 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PAPERS, tiny_model
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
 import scimult_hf
-from conftest import PAPERS, tiny_model
-from scimult_hf import INSTRUCTION_PROMPTS, SciMultModel, export_task, load_sentence_transformer, save_sentence_transformer
+from scimult_hf import (
+    INSTRUCTION_PROMPTS,
+    SciMultModel,
+    export_task,
+    load_sentence_transformer,
+    save_sentence_transformer,
+)
 
 TASKS = ["search", "link_prediction", "classification"]
 PACKAGE_DIR = Path(scimult_hf.__file__).parent
@@ -36,7 +42,7 @@ def run_fresh_python(code: str, **env) -> dict:
     assert "[y/N]" not in proc.stdout + proc.stderr, "an interactive remote-code prompt was shown"
     assert proc.returncode == 0, proc.stderr[-3000:]
     marker = "RESULT-JSON:"
-    line = next((l for l in proc.stdout.splitlines() if marker in l), None)
+    line = next((out for out in proc.stdout.splitlines() if marker in out), None)
     assert line is not None, proc.stdout[-2000:]
     return json.loads(line.split(marker, 1)[1])
 
@@ -77,7 +83,7 @@ def test_saved_folder_is_complete(tiny_folder):
 def test_hub_code_files_import_only_torch_and_transformers():
     for name in ("configuration_scimult.py", "modeling_scimult.py"):
         source = (PACKAGE_DIR / name).read_text()
-        imports = [l.split()[1].split(".")[0] for l in source.splitlines() if l.startswith(("import ", "from "))]
+        imports = [row.split()[1].split(".")[0] for row in source.splitlines() if row.startswith(("import ", "from "))]
         assert set(imports) <= {"torch", "transformers", "json", "os", "collections", "dataclasses", ""}, imports
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import PAPERS, tiny_model
 from safetensors.torch import load_file
 
-from conftest import PAPERS, tiny_model
 from scimult_hf import load_sentence_transformer
 from scimult_hf.cli import main
 from scimult_hf.training import TrainConfig, load_task_data, mine_hard_negatives, train

@@ -117,8 +117,8 @@ def _build_and_save(folder: Path, model, pooling: str, normalize: bool, prompts,
     itself, so the model is never held twice, whatever its size.
     """
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
     from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
 
     remote = {"trust_remote_code": True} if trust_remote_code else {}
     transformer = Transformer(

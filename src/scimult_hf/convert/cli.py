@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+
 def run_convert(args) -> int:
     """Handler of ``scimult-hf convert``."""
     from .writer import convert_checkpoint

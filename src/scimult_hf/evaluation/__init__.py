@@ -21,7 +21,6 @@ from pathlib import Path
 
 import lazy_loader
 
-
 METRIC_NAMES = ("scimult_retrieval", "scimult_classification")
 
 

@@ -1,0 +1,33 @@
+"""The package's own errors: one base, so that a caller (and the command line) can tell a mistake in the
+input from a defect.
+
+:class:`ScimultError` is the base of every error scimult-hf raises on purpose, each with a message that names
+the problem and the fix. ``scimult-hf`` prints those (and missing files or permissions) as one line; anything
+else is a defect and shows its traceback (``--debug`` shows it always).
+
+>>> try:
+...     raise InputError("--top-k must be at least 1.")
+... except ScimultError as err:
+...     print(err)
+--top-k must be at least 1.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CacheError", "InputError", "MissingDependencyError", "ScimultError"]
+
+
+class ScimultError(Exception):
+    """Base of the errors scimult-hf raises on purpose; the message says what is wrong and how to fix it."""
+
+
+class InputError(ScimultError, ValueError):
+    """Bad input: an option, a value, a file's content, a model that does not fit the request."""
+
+
+class MissingDependencyError(ScimultError, ImportError):
+    """An optional package is needed and not installed; the message gives the install command."""
+
+
+class CacheError(ScimultError, OSError):
+    """A cache entry cannot be written or read."""
