@@ -93,7 +93,7 @@ def throughput(model: str, work: Path, batch_size: int) -> dict:
 
     for backend in ("torch", "onnx", "onnx-int8"):
         if backend != "torch":  # export once, outside the timing
-            from scimult_hf.onnx_backend import onnx_encoder
+            from scimult_hf.models.onnx import onnx_encoder
 
             onnx_encoder(model, "search", quantize=backend == "onnx-int8")
         folder = work / f"index-{backend}"

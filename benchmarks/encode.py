@@ -29,7 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertModel
 
-from scimult_hf import SciMultModel
+from scimult_hf.models.bert import from_bert
 
 SHAPES = {
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
@@ -50,8 +50,8 @@ def bench_shape(name: str, batch: int, seq: int, reps: int) -> list[dict]:
     torch.manual_seed(0)
     bert = BertModel(BertConfig(**dims), add_pooling_layer=False).eval()
     models = {
-        "attention": SciMultModel.from_bert(bert, expert_type="attention").eval(),
-        "ffn": SciMultModel.from_bert(bert, expert_type="ffn").eval(),
+        "attention": from_bert(bert, expert_type="attention").eval(),
+        "ffn": from_bert(bert, expert_type="ffn").eval(),
     }
     input_ids = torch.randint(1000, 30000, (batch, seq))
     attention_mask = torch.ones_like(input_ids)

@@ -149,7 +149,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from scimult_hf.sentence import load_sentence_transformer
+    from scimult_hf.models.folder import load_sentence_transformer
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 from transformers import BertConfig, BertModel
 
-from scimult_hf import SciMultModel
+from scimult_hf.models.bert import from_bert
 
 SHAPES = {
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
@@ -36,8 +36,8 @@ def make_models(shape: str, expert_type: str, device: str):
     torch.manual_seed(0)
     bert = BertModel(BertConfig(**SHAPES[shape], hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1),
                      add_pooling_layer=False)
-    moe = SciMultModel.from_bert(bert, expert_type=expert_type).to(device).train()
-    dense = SciMultModel.from_bert(bert, expert_type=None).to(device).train()
+    moe = from_bert(bert, expert_type=expert_type).to(device).train()
+    dense = from_bert(bert, expert_type=None).to(device).train()
     return moe, dense
 
 

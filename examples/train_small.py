@@ -17,9 +17,9 @@ import numpy as np
 
 from scimult_hf import load_sentence_transformer
 from scimult_hf.defaults import default_model_path
+from scimult_hf.models.tasks import identical_experts
 from scimult_hf.sample import HERE as SAMPLE_FOLDER
 from scimult_hf.sample import sample_papers
-from scimult_hf.sentence import identical_experts
 from scimult_hf.training import TrainConfig, load_task_data, pairs_from_classification, train
 
 parser = argparse.ArgumentParser()

@@ -83,7 +83,7 @@ def test_readme_snippet_runs_on_its_own(code, tmp_path):
     Hub that serves the golden fixtures under the released file names, with an empty cache."""
     from hub_server import FIXTURES, LocalHub, online_env, pinning_preamble, released_files
 
-    from scimult_hf.released import RELEASED
+    from scimult_hf.models.released import RELEASED
 
     if not any(f'"{name}"' in code for name in RELEASED):
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,

@@ -3,8 +3,8 @@ import torch
 from conftest import PAPERS, tiny_model
 from transformers import BertModel
 
-from scimult_hf import SciMultModel
 from scimult_hf.modeling_scimult import bert_parameter_name
+from scimult_hf.models.bert import from_bert, to_bert
 
 TASKS = ["search", "link_prediction", "classification"]
 
@@ -37,7 +37,7 @@ def test_experts_differ_and_shared_layers_match_bert_names(expert_type, batch):
         assert "encoder.layer.3.attention.self.query.weight" in names
     assert not any(".experts." in n for n in names if n.startswith("encoder.layer.0.") or n.startswith("encoder.layer.2."))
     # Every path maps one to one onto a BERT parameter name.
-    bert_names = {n for n, _ in BertModel(model.to_bert("search").config, add_pooling_layer=False).named_parameters()}
+    bert_names = {n for n, _ in BertModel(to_bert(model, "search").config, add_pooling_layer=False).named_parameters()}
     assert {bert_parameter_name(n)[0] for n in names} == bert_names
 
 
@@ -160,7 +160,7 @@ def test_dense_model_needs_no_task(batch):
 def test_to_bert_equals_task_embedding(expert_type, batch):
     model = tiny_model(expert_type, seed=5)
     for task in TASKS:
-        bert = model.to_bert(task)
+        bert = to_bert(model, task)
         assert type(bert) is BertModel
         with torch.no_grad():
             ours = model(**batch, task=task).last_hidden_state
@@ -170,12 +170,12 @@ def test_to_bert_equals_task_embedding(expert_type, batch):
 
 def test_to_bert_needs_a_task_when_there_are_experts():
     with pytest.raises(ValueError, match="needs a task.*Valid tasks"):
-        tiny_model("attention").to_bert()
+        to_bert(tiny_model("attention"))
 
 
 def test_from_bert_copies_sub_layers_into_experts(minilm_path, batch):
     bert = BertModel.from_pretrained(minilm_path).eval()
-    model = SciMultModel.from_bert(bert, expert_type="ffn", expert_layers=[0, 5], tasks=["a", "b"])
+    model = from_bert(bert, expert_type="ffn", expert_layers=[0, 5], tasks=["a", "b"])
     assert model.config.expert_layers == [0, 5] and model.config.tasks == ["a", "b"]
     assert model.config.pooling == "cls" and not model.config.normalize  # a bare BertModel says nothing else
     with torch.no_grad():
@@ -188,7 +188,7 @@ def test_from_bert_copies_sub_layers_into_experts(minilm_path, batch):
 
 def test_from_bert_rejects_other_models():
     with pytest.raises(TypeError, match="BertModel"):
-        SciMultModel.from_bert(torch.nn.Linear(2, 2))
+        from_bert(torch.nn.Linear(2, 2))
 
 
 def test_return_dict_false_gives_a_tuple(batch):

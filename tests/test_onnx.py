@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev ins
 
 from scimult_hf.cli import main  # noqa: E402
 from scimult_hf.corpus import Collection  # noqa: E402
-from scimult_hf.onnx_backend import FP32, INT8, OnnxEncoder, export_onnx  # noqa: E402
+from scimult_hf.models.onnx import FP32, INT8, OnnxEncoder, export_onnx  # noqa: E402
 from scimult_hf.sample import sample_papers  # noqa: E402
 from scimult_hf.text import paper_text  # noqa: E402
 

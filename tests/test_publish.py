@@ -20,6 +20,7 @@ from scimult_hf import save_sentence_transformer
 from scimult_hf.cli import main
 from scimult_hf.hub.cards import converted_model_card
 from scimult_hf.hub.publish import HANDLER_PY, card_with_results, push_model
+from scimult_hf.models.bert import to_bert
 
 CARD = """---
 license: mit
@@ -153,7 +154,7 @@ def test_train_push_to_hub_hands_over_to_publishing(tmp_path, monkeypatch, token
     real = publish.push_folder
     monkeypatch.setattr(publish, "push_folder", lambda folder, repo_id, **kw: real(folder, repo_id, **{**kw, "api": api}))
     bert = tmp_path / "bert"
-    tiny_model(None, seed=5).to_bert().save_pretrained(bert)
+    to_bert(tiny_model(None, seed=5)).save_pretrained(bert)
     tokenizer.save_pretrained(bert)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"anchor": f"query {i}", "positive": p}) + "\n" for i, p in enumerate(PAPERS)))

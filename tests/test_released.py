@@ -176,7 +176,7 @@ def test_wrong_sha256_is_refused_before_downloading(hub, tmp_path, monkeypatch):
 
 
 def test_full_download_checks_the_whole_file(hub, tmp_path):
-    from scimult_hf.released import fetch_released
+    from scimult_hf.models.released import fetch_released
 
     hub.serve(base_model_files("scimult_vanilla_s3"))
     folder = fetch_released("scimult-vanilla", full=True)
@@ -186,7 +186,7 @@ def test_full_download_checks_the_whole_file(hub, tmp_path):
 
 
 def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
-    from scimult_hf.released import ReleasedModelError, fetch_released
+    from scimult_hf.models.released import ReleasedModelError, fetch_released
 
     monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -195,7 +195,7 @@ def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
 
 
 def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
-    from scimult_hf.released import ReleasedModelError, fetch_released
+    from scimult_hf.models.released import ReleasedModelError, fetch_released
 
     del hub.files[(TOKENIZER_REPO, "vocab.txt")]
     with pytest.raises(ReleasedModelError, match=f"hf download {TOKENIZER_REPO} config.json vocab.txt"):
@@ -204,7 +204,7 @@ def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
 
 KILL_DURING_CONVERSION = """
 import os, signal
-import scimult_hf.released as r
+import scimult_hf.models.released as r
 from scimult_hf.convert import writer
 real = writer._write_folder
 def write_then_die(folder, *args, **kwargs):
@@ -216,7 +216,7 @@ r.fetch_released("scimult-moe")
 
 
 def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, tmp_path):
-    from scimult_hf.released import fetch_released, released_folder
+    from scimult_hf.models.released import fetch_released, released_folder
 
     code = pinning_preamble() + KILL_DURING_CONVERSION
     proc = subprocess.run([sys.executable, "-c", code], env=online_env(hub, tmp_path), capture_output=True, text=True, timeout=300)
@@ -240,7 +240,7 @@ def test_default_is_scimult_moe_when_the_hub_answers(hub):
 
 def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
     from scimult_hf.defaults import resolve_default_model
-    from scimult_hf.released import fetch_released
+    from scimult_hf.models.released import fetch_released
 
     folder = fetch_released("scimult-moe")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

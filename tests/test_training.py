@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from scimult_hf import load_sentence_transformer
 from scimult_hf.cli import main
+from scimult_hf.models.bert import to_bert
 from scimult_hf.training import TrainConfig, load_task_data, mine_hard_negatives, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_bert(tmp_path_factory, tokenizer) -> Path:
     """A tiny random plain-BERT folder (no dropout) to upcycle."""
     path = tmp_path_factory.mktemp("bert") / "tiny-bert"
-    bert = tiny_model(None, seed=5).to_bert()
+    bert = to_bert(tiny_model(None, seed=5))
     bert.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

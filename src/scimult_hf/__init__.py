@@ -61,20 +61,18 @@ for _name in _WATCHED:
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
-    submodules=["convert", "evaluation", "hub", "retrieval", "training"],
+    submodules=["convert", "evaluation", "hub", "models", "retrieval", "training"],
     submod_attrs={
         "configuration_scimult": ["SciMultConfig"],
         "modeling_scimult": ["SciMultModel", "SciMultPreTrainedModel"],
         "text": ["label_text", "paper_text", "paper_texts"],
-        "sentence": [
-            "INSTRUCTION_PROMPTS",
-            "export_task",
-            "load_sentence_transformer",
-            "save_sentence_transformer",
-            "upcycle",
-        ],
+        "models.bert": ["from_bert", "to_bert"],
+        "models.export": ["export_task"],
+        "models.folder": ["load_sentence_transformer", "save_sentence_transformer"],
+        "models.released": ["RELEASED", "load_model", "resolve_model_path"],
+        "models.tasks": ["INSTRUCTION_PROMPTS"],
+        "models.upcycle": ["upcycle"],
         "defaults": ["default_model_path"],
-        "released": ["RELEASED", "load_model", "resolve_model_path"],
         "retrieval.encoding": ["encode_by_task"],
     },
 )

@@ -1,9 +1,10 @@
-"""The ``scimult-hf`` command line: one root parser, an explicit list of sub-commands, one error path.
+"""The ``scimult-hf`` command line: one root parser, an explicit list of sub-commands, one error boundary.
 
-Every sub-command handler takes the parsed arguments and returns an exit code; bad input raises
-``ValueError`` (the package's data, checkpoint and task errors are ``ValueError`` subclasses),
-``OSError`` (missing or existing files) or ``ImportError`` (an optional package is missing), which
-:func:`main` reports as one line, ``scimult-hf COMMAND: error: ...``, with exit code 2.
+Every sub-command handler takes the parsed arguments and returns an exit code. The package's own errors
+(:class:`~scimult_hf.errors.ScimultError`: bad options, data, checkpoints, tasks, a missing optional package)
+and a missing file, an existing output or a permission problem are reported by :func:`main` as one line,
+``scimult-hf COMMAND: error: ...``, exit code 2. Anything else is a defect and shows its traceback (exit 1);
+``--debug`` shows the traceback for every error.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
+from collections.abc import Sequence
 
 from .convert.cli import register_cli as register_convert
 from .corpus.cli import register_classify, register_encode, register_recommend, register_search
+from .errors import InputError, ScimultError
 from .evaluation.cli import register_cli as register_evaluate
 from .hub.cli import register_push, register_push_dataset, register_serve
-from .training.cli import layer_list, register_prepare, register_train
+from .training.cli import register_prepare, register_train
 
-#: Errors that mean "bad input": reported in one line, never as a stack trace.
-USER_ERRORS = (ValueError, OSError, ImportError)
+#: Errors that mean "bad input": reported in one line (with ``--debug``, with the traceback too).
+USER_ERRORS = (ScimultError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+               NotADirectoryError)
 
 
 def _demo(args) -> int:
@@ -29,7 +34,7 @@ def _demo(args) -> int:
 
 
 def _upcycle(args) -> int:
-    from .sentence import upcycle
+    from .models.upcycle import upcycle
 
     expert_type = None if args.expert_type == "none" else args.expert_type
     tasks = args.tasks.split(",") if args.tasks else None
@@ -41,13 +46,13 @@ def _upcycle(args) -> int:
 
 def _export(args) -> int:
     if args.onnx:
-        from .onnx_backend import export_onnx
+        from .models.onnx import export_onnx
 
         path = export_onnx(args.model, args.task, args.output, overwrite=args.overwrite)
         print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r}, with "
               "onnx/model.onnx and onnx/model_qint8.onnx)")
         return 0
-    from .sentence import export_task
+    from .models.export import export_task
 
     path = export_task(args.model, args.task, args.output, overwrite=args.overwrite)
     print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r})")
@@ -55,11 +60,11 @@ def _export(args) -> int:
 
 
 def _fetch(args) -> int:
-    from .released import RELEASED, fetch_released
+    from .models.released import RELEASED, fetch_released
 
     for name in args.names:
         if name not in RELEASED:
-            raise ValueError(f"unknown released model {name!r}: use one of {', '.join(RELEASED)}.")
+            raise InputError(f"unknown released model {name!r}: use one of {', '.join(RELEASED)}.")
     for name in args.names:
         print(fetch_released(name, full=args.full, overwrite=args.overwrite))
     return 0
@@ -90,7 +95,7 @@ def _register_upcycle(sub) -> None:
     p.add_argument("--output", required=True, help="SciMult folder to write")
     p.add_argument("--expert-type", choices=["attention", "ffn", "none"], default="attention",
                    help="sub-layers that get one expert per task; none: a dense model (default: attention)")
-    p.add_argument("--expert-layers", type=layer_list, help="comma-separated layer indices (default 1,3,5,...)")
+    p.add_argument("--expert-layers", type=int, nargs="+", help="layer indices with experts, e.g. 1 3 5 (default: every other from 1)")
     p.add_argument("--tasks", help="comma-separated task names (default search,link_prediction,classification)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder (once the new one is complete)")
     p.set_defaults(func=_upcycle)
@@ -115,22 +120,31 @@ SUBCOMMANDS = (_register_demo, _register_fetch, register_encode, register_search
                register_push_dataset)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The root parser. ``train``'s hyper-parameter options (built by transformers' ``HfArgumentParser``) are
+    added only when ``argv`` asks for ``train``, so that other commands and ``--help`` import no transformers."""
     parser = argparse.ArgumentParser(prog="scimult-hf", description="SciMult for transformers and sentence-transformers")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of every error")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in SUBCOMMANDS:
-        register(sub)
+        if register is register_train:
+            register(sub, full="train" in argv)
+        else:
+            register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as err:
+        if args.debug:
+            traceback.print_exc()
         print(f"scimult-hf {args.command}: error: {err}", file=sys.stderr)
         return 2
 

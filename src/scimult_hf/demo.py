@@ -92,8 +92,9 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
     import sys
 
     from .defaults import resolve_default_model
-    from .released import resolve_model_path
-    from .sentence import identical_experts, load_sentence_transformer
+    from .models.folder import load_sentence_transformer
+    from .models.released import resolve_model_path
+    from .models.tasks import identical_experts
 
     if model is None:
         model, line = resolve_default_model()

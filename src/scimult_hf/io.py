@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import InputError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -109,7 +111,7 @@ def check_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike |
             continue
         source = Path(item).resolve()
         if source == out or out in source.parents:
-            raise ValueError(
+            raise InputError(
                 f"the output {output} {'is' if source == out else 'contains'} the input {item}: writing it would "
                 "delete that input. Choose another output folder."
             )

@@ -8,14 +8,13 @@ Parameter names follow ``transformers.BertModel`` exactly; an expert sub-layer r
 ``X`` by ``X.experts.{k}`` (k = task id), so every expert path maps one to one onto a BERT name.
 """
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from transformers import BertConfig, BertModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
@@ -504,102 +503,6 @@ class SciMultModel(SciMultPreTrainedModel):
         if self.config.normalize:
             pooled = F.normalize(pooled, p=2, dim=-1)
         return pooled
-
-    # ----------------------------------------------------------------------------------------- BERT <-> SciMult
-    @classmethod
-    def from_bert(
-        cls,
-        bert_or_path,
-        expert_type: str | None = "attention",
-        expert_layers: Sequence[int] | None = None,
-        tasks: Sequence[str] | None = None,
-        task_aliases: dict[str, str] | None = None,
-        pooling: str | None = None,
-        normalize: bool | None = None,
-        **config_kwargs,
-    ) -> "SciMultModel":
-        """Upcycle a ``BertModel`` (instance, folder or Hub id) into SciMult.
-
-        Each expert starts as a copy of the BERT sub-layer it replaces, so until training moves them apart
-        every task's embedding equals the source model's. ``pooling`` defaults to ``"cls"`` and ``normalize``
-        to False; :func:`scimult_hf.upcycle` reads both from a sentence-transformers folder.
-        """
-        if isinstance(bert_or_path, (str, os.PathLike)):
-            bert, info = BertModel.from_pretrained(os.fspath(bert_or_path), output_loading_info=True)
-            missing = [k for k in info.get("missing_keys") or () if not str(k).startswith("pooler.")]
-            if missing or info.get("mismatched_keys"):
-                raise ValueError(
-                    f"from_bert: {os.fspath(bert_or_path)} is not a complete BERT: weights missing or of the wrong "
-                    f"shape: {sorted(map(str, missing or info['mismatched_keys']))[:4]} ... Upcycle a BertModel folder."
-                )
-        elif isinstance(bert_or_path, BertModel):
-            bert = bert_or_path
-        else:
-            raise TypeError(
-                f"from_bert needs a transformers BertModel or a path to one, got {type(bert_or_path).__name__}."
-            )
-        bert_config = bert.config
-        if getattr(bert_config, "position_embedding_type", "absolute") not in (None, "absolute"):
-            raise ValueError("from_bert supports BERT models with absolute position embeddings only.")
-        fields = {name: getattr(bert_config, name) for name in BERT_FIELDS if hasattr(bert_config, name)}
-        fields["position_embedding_type"] = "absolute"
-        config = SciMultConfig(
-            **fields,
-            tasks=list(tasks) if tasks is not None else None,
-            task_aliases=task_aliases,
-            expert_type=expert_type,
-            expert_layers=list(expert_layers) if expert_layers is not None else None,
-            pooling=pooling or "cls",
-            normalize=bool(normalize),
-            **config_kwargs,
-        )
-        model = cls(config)
-        source = {k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")}
-        target = model.state_dict()
-        new_state, used = {}, set()
-        for name in target:
-            bert_name, _ = bert_parameter_name(name)
-            if bert_name not in source:
-                raise ValueError(f"from_bert: the source BERT has no weight {bert_name!r} (needed for {name!r}).")
-            new_state[name] = source[bert_name].detach().clone()
-            used.add(bert_name)
-        leftover = sorted(set(source) - used - {"embeddings.position_ids", "embeddings.token_type_ids"})
-        if leftover:
-            raise ValueError(f"from_bert: source weights with no place in SciMult: {leftover}.")
-        model.load_state_dict(new_state, strict=True)
-        model.to(bert.dtype)
-        model.config._name_or_path = getattr(bert_config, "_name_or_path", "") or ""
-        return model.eval()
-
-    def to_bert(self, task: str | None = None) -> BertModel:
-        """A plain ``BertModel`` that computes this model's representation for ``task``.
-
-        Its last hidden state equals SciMult's for that task; pool it per ``config.pooling`` (and normalise
-        per ``config.normalize``) to get the SciMult embedding. SciMult never uses BERT's tanh pooler; the
-        returned model has one set to identity weights and zero bias, so that loaders expecting a pooler
-        find deterministic weights instead of random ones.
-        """
-        config = self.config
-        if config.has_experts:
-            if task is None:
-                raise ValueError(f"to_bert needs a task for a model with experts. Valid tasks: {config.tasks}.")
-            expert = config.task_id(task)
-        else:
-            if task is not None:
-                config.task_id(task)
-            expert = None
-        bert_config = BertConfig(**{name: getattr(config, name) for name in BERT_FIELDS})
-        bert = BertModel(bert_config, add_pooling_layer=True)
-        state = {
-            "pooler.dense.weight": torch.eye(config.hidden_size, dtype=self.dtype),
-            "pooler.dense.bias": torch.zeros(config.hidden_size, dtype=self.dtype),
-        }
-        for name, tensor in self.state_dict().items():
-            bert_name, k = bert_parameter_name(name)
-            if k is None or k == expert:
-                state[bert_name] = tensor.detach().clone()
-        bert.load_state_dict(state, strict=True)
-        return bert.to(self.dtype).eval()
 
 
 __all__ = ["SciMultModel", "SciMultPreTrainedModel", "Experts", "Routing", "bert_parameter_name"]

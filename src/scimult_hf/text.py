@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable, Mapping
 
+from .errors import InputError
+
 SEP = "[SEP]"
 
 
@@ -44,7 +46,7 @@ def paper_texts(papers: Iterable[Mapping], abstract_field: str = "abstract") -> 
     out = []
     for i, paper in enumerate(papers):
         if "title" not in paper and abstract_field not in paper and "text" not in paper:
-            raise ValueError(f"paper {i} has neither 'title' nor '{abstract_field}'/'text': {dict(paper)!r:.200}")
+            raise InputError(f"paper {i} has neither 'title' nor '{abstract_field}'/'text': {dict(paper)!r:.200}")
         abstract = paper.get(abstract_field, paper.get("text"))
         out.append(paper_text(paper.get("title"), abstract))
     return out

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError
+
 #: Every global the pickle of a released SciMult checkpoint references (pickle protocol 2 spells the
 #: builtins ``__builtin__.*`` and ``int`` as ``long``; both spellings are accepted).
 ALLOWED_GLOBALS = frozenset(
@@ -55,11 +57,11 @@ def _canonical(name: str) -> str:
     return "builtins." + name[len("__builtin__.") :] if name.startswith("__builtin__.") else name
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """The file is not a SciMult checkpoint this converter can convert safely; the message says why."""
 
 
-class BaseModelError(ValueError):
+class BaseModelError(InputError):
     """The tokenizer / base-model config could not be found or does not fit the checkpoint."""
 
 

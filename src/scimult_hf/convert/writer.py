@@ -123,7 +123,7 @@ def _write_folder(folder: Path, config, state: Mapping[str, torch.Tensor], token
     (``assign=True``: no copy), so the weights are read from the file only while being written out.
     """
     from ..modeling_scimult import SciMultModel
-    from ..sentence import save_sentence_transformer
+    from ..models.folder import save_sentence_transformer
 
     with torch.device("meta"):
         model = SciMultModel(config)

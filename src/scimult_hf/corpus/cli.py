@@ -13,7 +13,7 @@ _TASKS_HELP = "search, link_prediction, classification"
 def _model(args) -> str:
     """``--model`` (a released name becomes its converted folder, fetched on first use), or the default model
     with one line (on stderr) saying which and why."""
-    from ..released import resolve_model_path
+    from ..models.released import resolve_model_path
 
     if args.model:
         return resolve_model_path(args.model)

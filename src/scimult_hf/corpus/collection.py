@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..errors import InputError
 from ..io import atomic_file, atomic_write_text, check_output
 from .reader import Columns, PaperFile, count_papers
 
@@ -43,7 +44,7 @@ FAISS_NPROBE_SHARE = 0.016
 __all__ = ["Collection", "CollectionError", "encode_corpus"]
 
 
-class CollectionError(ValueError):
+class CollectionError(InputError):
     """The folder is not (or not yet) a usable collection, or belongs to another input or model."""
 
 
@@ -133,13 +134,14 @@ def encode_corpus(
     """
     from accelerate import PartialState
 
-    from .encoders import load_encoder, load_sentence_model, model_tasks
+    from ..models.tasks import has_experts, identical_experts, prompt_for
+    from .encoders import load_encoder, load_sentence_model
 
     if shard_size < 1 or batch_size < 1:
-        raise ValueError("--shard-size and --batch-size must be at least 1.")
+        raise InputError("--shard-size and --batch-size must be at least 1.")
     tasks = list(dict.fromkeys(tasks))
     if not tasks:
-        raise ValueError("name at least one task (--task).")
+        raise InputError("name at least one task (--task).")
     output = Path(output)
     papers = PaperFile(input, columns)
     papers.check()
@@ -158,11 +160,11 @@ def encode_corpus(
                                    prompt_name=prompt_name, st=st) for task in tasks}
     # Tasks whose experts are copies of an earlier task's (an untrained model) reuse its embeddings.
     same_as: dict[str, str] = {}
-    if st is not None and model_tasks(st) is not None:
-        from ..sentence import identical_experts
-
+    # (Same experts and the same prompt: the embeddings are the same.)
+    if st is not None and has_experts(st):
         canonical = identical_experts(st[0].model)
-        same_as = {t: next(u for u in tasks if canonical[u] == canonical[t]) for t in tasks}
+        key = {t: (canonical[t], prompt_for(st, t, prompt_name)) for t in tasks}
+        same_as = {t: next(u for u in tasks if key[u] == key[t]) for t in tasks}
 
     if state.is_main_process:
         manifest = _prepare_folder(output, run, tasks, overwrite)
@@ -365,7 +367,7 @@ class Collection:
 
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if queries.shape[1] != self.task_info(task)["dimension"]:
-            raise ValueError(f"query embeddings have {queries.shape[1]} dimensions, the collection "
+            raise InputError(f"query embeddings have {queries.shape[1]} dimensions, the collection "
                              f"{self.task_info(task)['dimension']}: encode them with the collection's model.")
         extra = max((len(e) for e in exclude), default=0) if exclude else 0
         want = min(k + extra, self.size)

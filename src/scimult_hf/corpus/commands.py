@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from .collection import Collection
 
 __all__ = ["classify_papers", "recommend_citations", "search_papers"]
@@ -34,7 +35,7 @@ def search_papers(collection: Collection, queries: Sequence[str], *, k: int = 10
     """``[{"query", "results": [{"rank", "score", "id", "title"}, ...]}, ...]``."""
     queries = [q for q in queries if q and q.strip()]
     if not queries:
-        raise ValueError("give at least one non-empty query (--query TEXT or --queries FILE).")
+        raise InputError("give at least one non-empty query (--query TEXT or --queries FILE).")
     encoder = collection.encoder("search", device=device)
     scores, rows = collection.top_k("search", encoder(list(queries), role="query"), k, use_faiss=use_faiss)
     return [{"query": q, "results": _hits(collection, s, r)} for q, s, r in zip(queries, scores, rows)]
@@ -79,14 +80,14 @@ def recommend_citations(collection: Collection, *, paper_id: str | None = None, 
                         k: int = 10, use_faiss: bool = False, device: str | None = None) -> dict:
     """``{"paper": {"id", "title"} or {"text"}, "results": [{"rank", "score", "id", "title"}, ...]}``."""
     if (paper_id is None) == (text is None):
-        raise ValueError("name the paper with exactly one of --id (a paper of the collection) or --text.")
+        raise InputError("name the paper with exactly one of --id (a paper of the collection) or --text.")
     if paper_id is not None:
         row = collection.find(paper_id)
         query = collection.embedding("link_prediction", row)[None, :]
         exclude, paper = [[row]], collection.paper(row)
     else:
         if not text.strip():
-            raise ValueError("--text is empty; give the paper as 'title [SEP] abstract' (or just its title).")
+            raise InputError("--text is empty; give the paper as 'title [SEP] abstract' (or just its title).")
         query = collection.encoder("link_prediction", device=device)([text], role="query")
         exclude, paper = None, {"text": text}
     scores, rows = collection.top_k("link_prediction", query, k, use_faiss=use_faiss, exclude=exclude)

@@ -5,7 +5,7 @@ length when the model compares by cosine (so a dot product ranks by the model's 
 
 * ``torch``: the SentenceTransformer itself, ``encode(task=...)`` through the task's expert (bf16 on a GPU
   unless told otherwise);
-* ``onnx`` / ``onnx-int8``: the task's plain-BERT export run by onnxruntime (:mod:`scimult_hf.onnx_backend`),
+* ``onnx`` / ``onnx-int8``: the task's plain-BERT export run by onnxruntime (:mod:`scimult_hf.models.onnx`),
   built once per model and task and kept in the scimult-hf cache.
 """
 
@@ -16,31 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import InputError
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
-__all__ = ["BACKENDS", "Encoder", "check_tasks", "load_encoder", "load_sentence_model", "model_tasks"]
-
-
-def model_tasks(st) -> list[str] | None:
-    """The task names a SciMult SentenceTransformer routes (aliases included), or None for a plain model."""
-    from ..retrieval import uses_task_kwarg
-
-    if not uses_task_kwarg(st):
-        return None
-    config = st[0].model.config
-    return list(config.tasks) + list(getattr(config, "task_aliases", {}) or {})
-
-
-def check_tasks(st, tasks: list[str], model_name: str) -> None:
-    """ValueError naming the valid tasks when ``tasks`` asks for one the model does not have."""
-    known = model_tasks(st)
-    if known is None:
-        return  # a plain model embeds every task alike
-    for task in tasks:
-        if task not in known:
-            raise ValueError(f"unknown task {task!r} for {model_name}: use one of {', '.join(known)}.")
+__all__ = ["BACKENDS", "Encoder", "load_encoder", "load_sentence_model"]
 
 
 @dataclass
@@ -69,13 +51,13 @@ def _torch_dtype(dtype: str | None, device: str):
         return None
     names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
     if dtype not in names:
-        raise ValueError(f"--dtype {dtype!r}: use auto, float32, bfloat16 or float16.")
+        raise InputError(f"--dtype {dtype!r}: use auto, float32, bfloat16 or float16.")
     return names[dtype]
 
 
 def load_sentence_model(model: str, device: str = "cpu", dtype: str | None = None):
     """The SentenceTransformer of ``model`` on ``device`` (bf16 on a GPU unless ``dtype`` says otherwise)."""
-    from ..sentence import load_sentence_transformer
+    from ..models.folder import load_sentence_transformer
 
     torch_dtype = _torch_dtype(dtype, device)
     kwargs = {"model_kwargs": {"dtype": torch_dtype}} if torch_dtype is not None else {}
@@ -89,28 +71,26 @@ def load_encoder(model: str, task: str | None, *, backend: str = "torch", device
 
     ``st``: an already loaded SentenceTransformer of ``model`` (the torch backend then reuses it).
     """
+    from ..models.tasks import check_task
     from ..retrieval import check_device, encode_for_task, similarity_kind
 
     if backend not in BACKENDS:
-        raise ValueError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}.")
+        raise InputError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}.")
     device = check_device(device) if device else "cpu"
     if backend == "torch":
         if st is None:
             st = load_sentence_model(model, device, dtype)
-        check_tasks(st, [task] if task else [], model)
-        scimult = model_tasks(st) is not None
-        if scimult and not task:
-            raise ValueError(f"{model} is a SciMult model: name the task whose expert encodes (--task).")
+        task = check_task(st, task, model)
 
         def run(texts, role):
-            return encode_for_task(st, texts, task if scimult else None, role=role, prompt_name=prompt_name,
+            return encode_for_task(st, texts, task, role=role, prompt_name=prompt_name,
                                    batch_size=batch_size, show_progress_bar=False)
 
         return Encoder(task, backend, similarity_kind(st), st.get_embedding_dimension(), run)
-    from ..onnx_backend import onnx_encoder
+    from ..models.onnx import onnx_encoder
 
     if device != "cpu":
-        raise ValueError(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch.")
+        raise InputError(f"--backend {backend} runs on the CPU; drop --device {device} or use --backend torch.")
     onnx = onnx_encoder(model, task, quantize=backend == "onnx-int8", prompt_name=prompt_name)
     return Encoder(task, backend, onnx.similarity, onnx.dimension,
                    lambda texts, role: onnx.encode(texts, batch_size=batch_size))

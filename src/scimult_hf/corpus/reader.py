@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 from ..text import paper_text
 
 __all__ = ["Columns", "PaperFile", "count_papers", "read_papers"]
@@ -45,7 +46,7 @@ def _format(path: Path) -> tuple[str, dict]:
         suffixes = suffixes[:-1]
     kind = _FORMATS.get(suffixes[-1] if suffixes else "")
     if kind is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: unknown input format {''.join(path.suffixes) or '(no extension)'}; give a .jsonl, .csv, .tsv "
             "or .parquet file (optionally .gz)."
         )
@@ -64,7 +65,7 @@ class PaperFile:
         if not self.path.is_file():
             raise FileNotFoundError(f"no input file at {self.path}.")
         if self.path.stat().st_size == 0:
-            raise ValueError(f"{self.path} is empty: it holds no papers.")
+            raise InputError(f"{self.path} is empty: it holds no papers.")
         self.kind, self.options = _format(self.path)
 
     def fingerprint(self) -> dict:
@@ -81,7 +82,7 @@ class PaperFile:
             return datasets.load_dataset(self.kind, data_files=os.fspath(self.path), split="train", streaming=True,
                                          **self.options)
         except Exception as err:  # datasets wraps parse errors in several types
-            raise ValueError(f"{self.path} cannot be read as {self.kind}: {err}") from None
+            raise InputError(f"{self.path} cannot be read as {self.kind}: {err}") from None
 
     def _check_columns(self, names: list[str]) -> None:
         c = self.columns
@@ -92,7 +93,7 @@ class PaperFile:
             needed["--title-column"] = c.title
         for option, column in needed.items():
             if column not in names:
-                raise ValueError(
+                raise InputError(
                     f"{self.path} has no column {column!r} (its columns: {', '.join(names)}); name the right one "
                     f"with {option}."
                 )
@@ -120,19 +121,19 @@ class PaperFile:
                 for i, (pid, title, text) in enumerate(zip(ids, titles, texts)):
                     line = row + i + 1
                     if pid is None or str(pid).strip() == "":
-                        raise ValueError(f"{self.path}, paper {line}: no id in column {c.id!r}.")
+                        raise InputError(f"{self.path}, paper {line}: no id in column {c.id!r}.")
                     if not text or not str(text).strip():
                         what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
-                        raise ValueError(f"{self.path}, paper {line} (id {pid}): no text in {what}.")
+                        raise InputError(f"{self.path}, paper {line} (id {pid}): no text in {what}.")
                     out.append({"id": str(pid), "title": str(title or "")[:300], "text": str(text)})
                 row += len(out)
                 yield out
         except ValueError:
             raise
         except Exception as err:  # pyarrow / json errors from inside the stream
-            raise ValueError(f"{self.path} cannot be read as {self.kind} after paper {row}: {err}") from None
+            raise InputError(f"{self.path} cannot be read as {self.kind} after paper {row}: {err}") from None
         if row == 0:
-            raise ValueError(f"{self.path} holds no papers.")
+            raise InputError(f"{self.path} holds no papers.")
 
 
 def read_papers(path: str | os.PathLike, columns: Columns = Columns()) -> Iterator[dict]:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import lazy_loader
 
+from ..errors import InputError
+
 METRIC_NAMES = ("scimult_retrieval", "scimult_classification")
 
 
@@ -31,7 +33,7 @@ def metric_path(name: str) -> str:
     'scimult_retrieval'
     """
     if name not in METRIC_NAMES:
-        raise ValueError(f"Unknown metric module {name!r}; shipped: {list(METRIC_NAMES)}.")
+        raise InputError(f"Unknown metric module {name!r}; shipped: {list(METRIC_NAMES)}.")
     path = Path(__file__).resolve().parent.parent / "metrics" / name
     if not (path / f"{name}.py").is_file():
         raise FileNotFoundError(

@@ -15,6 +15,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import InputError
+
 __all__ = ["register_cli", "run_evaluate"]
 
 
@@ -31,7 +33,8 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", required=True, help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use), or a SentenceTransformer folder or Hub id (loaded with trust_remote_code)")
     p.add_argument("--task", required=True,
-                   help="task family: search, link_prediction or classification; its expert encodes both sides")
+                   help="the task whose expert encodes both sides: search, link_prediction, classification, or a task "
+                        "of the model's own (evaluated as retrieval or classification by the --data folder)")
     p.add_argument("--data", required=True, help="data folder")
     p.add_argument("--split", default="test", help="split (qrels/<split>.tsv or <split>.jsonl; default: test)")
     p.add_argument("--prompt-name", default=None, help="prompt of the model to use (instruction variant)")
@@ -51,25 +54,25 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Handler of ``scimult-hf evaluate``: prints the table (and JSON); bad input raises ``ValueError``."""
-    from ..configuration_scimult import DEFAULT_TASKS
     from ..io import atomic_write_text, check_writable
+    from ..models.tasks import check_task
     from ..retrieval import EmbeddingCache, resolve_model
-    from .evaluators import evaluate_task
+    from .evaluators import evaluate_task, evaluation_kind
     from .results import format_table
 
-    if args.task not in DEFAULT_TASKS:
-        raise ValueError(f"unknown task {args.task!r}: --task takes one of {', '.join(DEFAULT_TASKS)}.")
-    if args.task != "classification" and args.k:
-        raise ValueError("--k applies to classification only (retrieval metrics fix their cut-offs).")
-    if args.task == "classification" and (args.faiss or args.candidates or args.top_k):
-        raise ValueError("--faiss, --candidates and --top-k apply to search and link_prediction only.")
-    if args.candidates and args.task != "link_prediction":
-        raise ValueError("--candidates is the reranking form of link_prediction; use --task link_prediction.")
     if not Path(args.data).is_dir():
-        raise ValueError(f"--data {args.data}: no such folder.")
+        raise InputError(f"--data {args.data}: no such folder.")
+    kind = evaluation_kind(args.task, args.data)
+    if kind == "retrieval" and args.k:
+        raise InputError("--k applies to classification only (retrieval metrics fix their cut-offs).")
+    if kind == "classification" and (args.faiss or args.candidates or args.top_k):
+        raise InputError("--faiss, --candidates and --top-k apply to search and link_prediction only.")
+    if args.candidates and args.task != "link_prediction":
+        raise InputError("--candidates is the reranking form of link_prediction; use --task link_prediction.")
     if args.output:
         check_writable(args.output)  # before the evaluation, not after it
     st = resolve_model(args.model, device=args.device)
+    check_task(st, args.task, args.model)
     cache = None if args.no_cache else EmbeddingCache(args.cache_dir)
     kwargs = dict(
         split=args.split,
@@ -79,7 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         show_progress_bar=not args.quiet,
         model_name=args.model,
     )
-    if args.task == "classification":
+    if kind == "classification":
         if args.k:
             kwargs["k_values"] = args.k
     else:

@@ -26,10 +26,13 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from ..configuration_scimult import DEFAULT_TASKS as TASKS
+from ..errors import InputError
+from ..models.tasks import prompt_for, task_names
 from ..retrieval import (
     ClassificationData,
     EmbeddingCache,
@@ -46,7 +49,6 @@ from ..retrieval import (
     resolve_model,
     similarity_kind,
     topk_to_run,
-    uses_task_kwarg,
 )
 from .metrics import (
     CLASSIFICATION_K_VALUES,
@@ -69,6 +71,7 @@ __all__ = [
     "evaluate_retrieval",
     "evaluate_search",
     "evaluate_task",
+    "evaluation_kind",
 ]
 
 def _make_cache(cache_dir, cache: EmbeddingCache | None) -> EmbeddingCache | None:
@@ -150,7 +153,8 @@ def evaluate_retrieval(
     if ignore_identical_ids is None:
         ignore_identical_ids = task == "link_prediction"
     similarity = similarity_kind(st)
-    expert = task if uses_task_kwarg(st) else None
+    expert = task if task_names(st) is not None else None
+    prompt_name = prompt_for(st, expert, prompt_name)
     timings: dict[str, float] = {}
 
     query_ids = list(data.queries["id"])
@@ -165,12 +169,12 @@ def evaluate_retrieval(
     if reranking:
         missing = [q for q in query_ids if q not in candidates]
         if missing:
-            raise ValueError(f"No candidates for {len(missing)} judged queries, e.g. {missing[:3]}.")
+            raise InputError(f"No candidates for {len(missing)} judged queries, e.g. {missing[:3]}.")
         position = {d: i for i, d in enumerate(doc_ids_all)}
         needed = sorted({d for q in query_ids for d in candidates[q]}, key=lambda d: position.get(d, -1))
         unknown = [d for d in needed if d not in position]
         if unknown:
-            raise ValueError(f"{len(unknown)} candidate documents are not in the corpus, e.g. {unknown[:3]}.")
+            raise InputError(f"{len(unknown)} candidate documents are not in the corpus, e.g. {unknown[:3]}.")
         texts_all = data.corpus["text"]
         doc_texts = [texts_all[position[d]] for d in needed]
         t0 = time.perf_counter()
@@ -265,7 +269,8 @@ def evaluate_classification(
         data = load_classification(data, split=split, multi_label=multi_label)
     cache = _make_cache(cache_dir, cache)
     similarity = similarity_kind(st)
-    expert = task if uses_task_kwarg(st) else None
+    expert = task if task_names(st) is not None else None
+    prompt_name = prompt_for(st, expert, prompt_name)
     timings: dict[str, float] = {}
 
     paper_ids = list(data.papers["id"])
@@ -308,16 +313,35 @@ def evaluate_classification(
     return result
 
 
+def evaluation_kind(task: str, data: str | os.PathLike) -> str:
+    """``"retrieval"`` or ``"classification"``: by the task's name for the three SciMult tasks, else (a model
+    with tasks of its own) by the data folder: ``corpus.jsonl`` is a BEIR folder, ``labels.jsonl`` a
+    classification one."""
+    if task in ("search", "link_prediction"):
+        return "retrieval"
+    if task == "classification":
+        return "classification"
+    folder = Path(data)
+    if (folder / "corpus.jsonl").is_file():
+        return "retrieval"
+    if (folder / "labels.jsonl").is_file():
+        return "classification"
+    raise InputError(
+        f"task {task!r}: {folder} has neither corpus.jsonl (a BEIR folder: retrieval) nor labels.jsonl (a "
+        "classification folder), so it is not clear how to evaluate it."
+    )
+
+
 def evaluate_task(model, task: str, data: str | os.PathLike, *, split: str = "test", **kwargs) -> dict:
-    """Dispatch on the task name: ``search``, ``link_prediction`` or ``classification``."""
-    if task == "search":
-        return evaluate_search(model, data, split=split, **kwargs)
+    """Evaluate ``task``'s expert on ``data``: ``search`` / ``link_prediction`` rank a BEIR folder,
+    ``classification`` matches papers to label names; a task of the model's own is evaluated by its data
+    folder's kind (:func:`evaluation_kind`)."""
     if task == "link_prediction":
         return evaluate_link_prediction(model, data, split=split, **kwargs)
-    if task == "classification":
-        for retrieval_only in ("use_faiss", "candidates", "top_k", "ignore_identical_ids", "metrics", "main_metric"):
-            if kwargs.get(retrieval_only) not in (None, False):
-                raise ValueError(f"{retrieval_only} does not apply to classification.")
-            kwargs.pop(retrieval_only, None)
-        return evaluate_classification(model, data, split=split, **kwargs)
-    raise ValueError(f"Unknown evaluation task {task!r}; choose one of {list(TASKS)}.")
+    if evaluation_kind(task, data) == "retrieval":
+        return evaluate_retrieval(model, data, task, split=split, **kwargs)
+    for retrieval_only in ("use_faiss", "candidates", "top_k", "ignore_identical_ids", "metrics", "main_metric"):
+        if kwargs.get(retrieval_only) not in (None, False):
+            raise InputError(f"{retrieval_only} does not apply to classification.")
+        kwargs.pop(retrieval_only, None)
+    return evaluate_classification(model, data, task=task, split=split, **kwargs)

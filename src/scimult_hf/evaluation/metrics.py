@@ -33,6 +33,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..errors import InputError, MissingDependencyError
+
 __all__ = [
     "CLASSIFICATION_K_VALUES",
     "LINK_PREDICTION_METRICS",
@@ -63,15 +65,15 @@ _DISPLAY = {"ndcg": "nDCG", "recall": "Recall", "precision": "P", "map": "MAP", 
 def parse_metric(name: str) -> tuple[str, int | None]:
     m = _NAME.match(name.strip().lower())
     if not m:
-        raise ValueError(
+        raise InputError(
             f"Unknown metric {name!r}. Use ndcg@k, recall@k, precision@k, map@k, mrr@k (k a positive integer), "
             "or ndcg, map, mrr for the whole ranking."
         )
     kind, k = m.group(1), m.group(2)
     if k is not None and int(k) < 1:
-        raise ValueError(f"Metric {name!r}: k must be >= 1.")
+        raise InputError(f"Metric {name!r}: k must be >= 1.")
     if k is None and kind in ("recall", "precision"):
-        raise ValueError(f"Metric {name!r} needs a cut-off, e.g. {kind}@10.")
+        raise InputError(f"Metric {name!r} needs a cut-off, e.g. {kind}@10.")
     return kind, None if k is None else int(k)
 
 
@@ -97,7 +99,7 @@ def _pytrec_eval():
     try:
         import pytrec_eval
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise MissingDependencyError(
             "Ranking metrics need pytrec_eval: pip install pytrec-eval-terrier (or pip install 'scimult-hf[eval]')."
         ) from e
     return pytrec_eval
@@ -105,7 +107,7 @@ def _pytrec_eval():
 
 def _clean_qrels(qrels: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
     if not qrels:
-        raise ValueError("qrels is empty: there is nothing to evaluate against.")
+        raise InputError("qrels is empty: there is nothing to evaluate against.")
     return {str(q): {str(d): int(r) for d, r in docs.items()} for q, docs in qrels.items()}
 
 
@@ -116,7 +118,7 @@ def _clean_run(run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, fl
         for d, s in docs.items():
             s = float(s)
             if math.isnan(s):
-                raise ValueError(f"run[{q!r}][{d!r}] is NaN; rankings need real-valued scores.")
+                raise InputError(f"run[{q!r}][{d!r}] is NaN; rankings need real-valued scores.")
             scores[str(d)] = s
         out[str(q)] = scores
     return out
@@ -144,7 +146,7 @@ def retrieval_metrics(
     """
     names = list(dict.fromkeys(metrics))
     if not names:
-        raise ValueError("No metrics requested.")
+        raise InputError("No metrics requested.")
     parsed = {n: parse_metric(n) for n in names}
     qrels = _clean_qrels(qrels)
     run = _clean_run(run)
@@ -208,9 +210,9 @@ def single_label_metrics(y_true: Sequence, y_pred: Sequence) -> dict[str, float]
     (0.5, 0.3889)
     """
     if len(y_true) != len(y_pred):
-        raise ValueError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}.")
+        raise InputError(f"y_true has {len(y_true)} items but y_pred has {len(y_pred)}.")
     if not y_true:
-        raise ValueError("No predictions to score.")
+        raise InputError("No predictions to score.")
     from sklearn.metrics import f1_score
 
     y_true = [str(y) for y in y_true]
@@ -231,7 +233,7 @@ def capped_k_values(k_values: Iterable[int], num_labels: int) -> list[int]:
     for k in k_values:
         k = int(k)
         if k < 1:
-            raise ValueError(f"k values must be >= 1, got {k}.")
+            raise InputError(f"k values must be >= 1, got {k}.")
         k = min(k, int(num_labels))
         if k not in out:
             out.append(k)
@@ -258,7 +260,7 @@ def multi_label_metrics(
     (0.5, 0.5, 0.6131)
     """
     if not gold:
-        raise ValueError("No gold labels to score against.")
+        raise InputError("No gold labels to score against.")
     if num_labels is None:
         labels = {str(label) for scores in label_scores.values() for label in scores}
         labels |= {str(label) for gl in gold.values() for label in gl}
@@ -285,7 +287,7 @@ def run_from_records(predictions: Sequence[Mapping], query_ids: Sequence[str] | 
     for qid, rec in zip(ids, predictions, strict=True):
         doc_ids, scores = rec["doc_ids"], rec["scores"]
         if len(doc_ids) != len(scores):
-            raise ValueError(f"prediction {qid}: {len(doc_ids)} doc_ids but {len(scores)} scores.")
+            raise InputError(f"prediction {qid}: {len(doc_ids)} doc_ids but {len(scores)} scores.")
         run[qid] = {str(d): float(s) for d, s in zip(doc_ids, scores)}
     return run
 
@@ -304,6 +306,6 @@ def qrels_from_records(references: Sequence[Mapping], query_ids: Sequence[str] |
         doc_ids = rec["doc_ids"]
         rel = rec.get("relevance") or [1] * len(doc_ids)
         if len(doc_ids) != len(rel):
-            raise ValueError(f"reference {qid}: {len(doc_ids)} doc_ids but {len(rel)} relevance grades.")
+            raise InputError(f"reference {qid}: {len(doc_ids)} doc_ids but {len(rel)} relevance grades.")
         qrels[qid] = {str(d): int(r) for d, r in zip(doc_ids, rel)}
     return qrels

@@ -35,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..retrieval import encode_for_task, model_label, resolve_model, uses_task_kwarg
+from ..errors import InputError
+from ..models.tasks import task_names
+from ..retrieval import encode_for_task, model_label, resolve_model
 from ..text import paper_text
 
 logger = logging.getLogger(__name__)
@@ -115,11 +117,11 @@ class SciMultMTEBEncoder:
         self.task_to_expert = dict(task_to_expert or {})
         self.default_expert = default_expert
         self.prompt_name = prompt_name
-        self.is_scimult = uses_task_kwarg(self.model)
+        self.is_scimult = task_names(self.model) is not None
         experts = self._experts()
         for expert in list(self.task_to_expert.values()) + [default_expert]:
             if experts is not None and expert not in experts:
-                raise ValueError(f"Unknown expert {expert!r}; this model's tasks are {sorted(experts)}.")
+                raise InputError(f"Unknown expert {expert!r}; this model's tasks are {sorted(experts)}.")
         meta = ModelMeta.from_sentence_transformer_model(self.model)
         known = meta.name if meta.name and not meta.name.startswith("no_model_name") else None
         name = model_name or known or _result_name(model, self.model)
@@ -129,22 +131,12 @@ class SciMultMTEBEncoder:
         self.routing: list[tuple[str, str, str, str | None]] = []
 
     def _experts(self) -> set[str] | None:
-        if not self.is_scimult:
-            return None
-        config = getattr(self.model[0], "auto_model", None)
-        config = getattr(config, "config", None)
-        valid = getattr(config, "valid_task_names", None)
-        return set(valid()) if callable(valid) else None
+        names = task_names(self.model)
+        return None if names is None else set(names)
 
     def expert_for(self, task_metadata) -> str:
         """The expert this encoder uses for a task."""
         return expert_for_task(task_metadata, self.task_to_expert, self.default_expert)
-
-    def _prompt_for(self, expert: str) -> str | None:
-        if self.prompt_name is not None:
-            return self.prompt_name
-        prompts = getattr(self.model, "prompts", None) or {}
-        return expert if prompts.get(expert) else None
 
     def encode(
         self,
@@ -168,7 +160,7 @@ class SciMultMTEBEncoder:
             texts,
             expert if self.is_scimult else None,
             role=ptype if ptype in ("query", "document") else None,
-            prompt_name=self._prompt_for(expert),
+            prompt_name=self.prompt_name,
             batch_size=kwargs.get("batch_size", 32),
             show_progress_bar=kwargs.get("show_progress_bar", False),
         )

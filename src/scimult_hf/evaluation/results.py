@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..errors import InputError
 from .metrics import metric_display_name
 
 __all__ = ["format_table", "metric_type_id", "to_eval_results"]
@@ -86,15 +87,15 @@ def to_eval_results(
     from huggingface_hub.repocard_data import eval_results_to_model_index
 
     if not model_name:
-        raise ValueError("model_name is required: the model-index of a card is filed under it.")
+        raise InputError("model_name is required: the model-index of a card is filed under it.")
     metrics = results.get("metrics") if isinstance(results.get("metrics"), Mapping) else results
     if not metrics:
-        raise ValueError("No metrics to convert.")
+        raise InputError("No metrics to convert.")
     split = dataset_split if dataset_split is not None else results.get("split")
     entries = []
     for name, value in metrics.items():
         if not isinstance(value, (int, float)):
-            raise ValueError(f"Metric {name!r} has a non-numeric value {value!r}.")
+            raise InputError(f"Metric {name!r} has a non-numeric value {value!r}.")
         entries.append(
             EvalResult(
                 task_type=task_type,

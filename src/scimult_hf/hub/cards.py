@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import InputError
+
 #: The SciMult paper, as cited in every card and in the README.
 BIBTEX = """@inproceedings{zhang2023pre,
   title={Pre-training Multi-task Contrastive Learning Models for Scientific Literature Understanding},
@@ -212,7 +214,7 @@ def render_card(template: str, repo_id: str, *, task: str | None, code_revision:
     from .publish import card_with_results
 
     if _RESULTS_TODO not in template:
-        raise ValueError("the template has no '## Results' placeholder section to fill.")
+        raise InputError("the template has no '## Results' placeholder section to fill.")
     text = template.replace("REPO_ID", repo_id)
     table = format_table(results) if results else "No evaluation attached yet (`scimult-hf evaluate`)."
     text = text.replace(_RESULTS_TODO, more_usage(repo_id, task, code_revision) + f"\n## Results\n\n{table}\n")

@@ -7,7 +7,7 @@ __all__ = ["register_push", "register_push_dataset", "register_serve"]
 
 
 def run_serve(args) -> int:
-    from ..released import resolve_model_path
+    from ..models.released import resolve_model_path
     from .handler import serve
 
     serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs, max_chars=args.max_chars,

@@ -23,6 +23,9 @@ import logging
 import os
 from typing import Any
 
+from ..errors import InputError
+from ..models.tasks import check_task, task_names
+from ..retrieval.encoding import encode_for_task
 from ..text import paper_text
 
 logger = logging.getLogger(__name__)
@@ -30,7 +33,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["EndpointHandler", "RequestError", "make_app"]
 
 
-class RequestError(ValueError):
+class RequestError(InputError):
     """A malformed request; ``code`` is a stable machine-readable name."""
 
     def __init__(self, code: str, message: str):
@@ -61,9 +64,7 @@ class EndpointHandler:
         self.model = SentenceTransformer(path or ".", trust_remote_code=True,
                                          device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.max_inputs, self.max_chars, self.batch_size = max_inputs, max_chars, batch_size
-        config = getattr(getattr(self.model[0], "model", None), "config", None)
-        self.has_experts = bool(getattr(config, "has_experts", False))
-        self.tasks = list(config.valid_task_names()) if hasattr(config, "valid_task_names") else []
+        self.tasks = task_names(self.model) or []
 
     def __call__(self, data: Any) -> list[list[float]] | dict:
         try:
@@ -115,21 +116,19 @@ class EndpointHandler:
     # ---------------------------------------------------------------------------------------------- encoding
     def _encode(self, texts: list[str], params: dict) -> list[list[float]]:
         task = params.get("task")
-        if task is not None and (not isinstance(task, str) or (self.tasks and task not in self.tasks)):
-            raise RequestError("unknown_task", f"Unknown task {task!r}; this model's tasks are {self.tasks}.")
-        if task is None and self.has_experts:
-            raise RequestError("missing_task", f'This SciMult model needs "parameters": {{"task": ...}}, one of '
-                               f"{self.tasks}.")
+        try:  # the package's one rule for tasks and prompts (scimult_hf.models.tasks)
+            task = check_task(self.model, task, "this model")
+        except InputError as err:
+            raise RequestError("missing_task" if task is None else "unknown_task", str(err)) from None
         prompt_name = params.get("prompt_name")
-        if prompt_name is not None and prompt_name not in (self.model.prompts or {}):
+        if prompt_name is not None and (not isinstance(prompt_name, str) or prompt_name not in (self.model.prompts or {})):
             raise RequestError("unknown_prompt", f"Unknown prompt_name {prompt_name!r}; this model's prompts are "
                                f"{sorted(self.model.prompts or {})}.")
         normalize = params.get("normalize", False)
         if not isinstance(normalize, bool):
             raise RequestError("bad_parameters", '"normalize" must be true or false.')
-        kwargs = {"task": task} if self.has_experts else {}
-        emb = self.model.encode(texts, batch_size=self.batch_size, prompt_name=prompt_name,
-                                normalize_embeddings=normalize, convert_to_numpy=True, **kwargs)
+        emb = encode_for_task(self.model, texts, task, prompt_name=prompt_name, batch_size=self.batch_size,
+                              normalize_embeddings=normalize)
         return emb.tolist()
 
 

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..errors import InputError
 from ..io import atomic_directory, check_output
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     from huggingface_hub import ModelCard
 
     from ..modeling_scimult import SciMultModel
-    from ..sentence import export_task
+    from ..models.export import export_task
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -76,7 +77,7 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     check_output(output, [model_dir], overwrite)
     parsed = ModelCard(card)
     if not parsed.data.to_dict():
-        raise ValueError("the model card has no metadata block (--- YAML ---); render it from model_cards/ first.")
+        raise InputError("the model card has no metadata block (--- YAML ---); render it from model_cards/ first.")
     with atomic_directory(output) as tmp:
         for item in sorted(model_dir.iterdir()):
             if item.name in _SKIP or item.name.startswith("."):

@@ -16,7 +16,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     submod_attrs={
         'cache': ['CacheError', 'EmbeddingCache', 'default_cache_dir', 'model_fingerprint', 'texts_fingerprint'],
         'data': ['ClassificationData', 'DataFormatError', 'RetrievalData', 'detect_layout', 'load_beir', 'load_candidates', 'load_classification', 'load_labels', 'load_qrels'],
-        'encoding': ['check_device', 'encode_by_task', 'encode_for_task', 'encode_texts', 'model_label', 'resolve_model', 'similarity_kind', 'uses_task_kwarg'],
+        'encoding': ['check_device', 'encode_by_task', 'encode_for_task', 'encode_texts', 'model_label', 'resolve_model', 'similarity_kind'],
         'search': ['exact_topk', 'faiss_topk', 'l2_normalize', 'require_faiss', 'topk_to_run'],
     },
 )

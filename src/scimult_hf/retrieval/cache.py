@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CacheError
 from ..io import atomic_file, remove_leftovers
 
 logger = logging.getLogger(__name__)
@@ -90,10 +91,6 @@ def model_fingerprint(model, refresh: bool = False) -> str:
     digest = h.hexdigest()
     _FINGERPRINTS[model] = digest
     return digest
-
-
-class CacheError(OSError):
-    """The embedding cache folder cannot be used; the message names it and the way around it."""
 
 
 class EmbeddingCache:

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import InputError
 from ..text import label_text, paper_text
 
 __all__ = [
@@ -58,7 +59,7 @@ __all__ = [
 WHOLE_SET_SPLITS = ("test", "all")
 
 
-class DataFormatError(ValueError):
+class DataFormatError(InputError):
     """A data file does not follow the expected layout; the message names the file, line and field."""
 
 

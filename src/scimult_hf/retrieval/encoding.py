@@ -23,11 +23,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import InputError
+from ..models.tasks import check_task, prompt_for, task_names
 from .cache import EmbeddingCache, model_fingerprint, texts_fingerprint
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_device", "encode_by_task", "encode_for_task", "encode_texts", "model_label", "resolve_model", "similarity_kind", "uses_task_kwarg"]
+__all__ = ["check_device", "encode_by_task", "encode_for_task", "encode_texts", "model_label", "resolve_model", "similarity_kind"]
 
 
 def resolve_model(model, device: str | None = None):
@@ -37,7 +39,7 @@ def resolve_model(model, device: str | None = None):
     if isinstance(model, SentenceTransformer):
         return model
     if isinstance(model, (str, os.PathLike)):
-        from ..sentence import load_sentence_transformer
+        from ..models.folder import load_sentence_transformer
 
         kwargs = {"device": check_device(device)} if device else {}
         return load_sentence_transformer(os.fspath(model), **kwargs)
@@ -54,13 +56,13 @@ def check_device(device: str) -> str:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(f"--device {device!r} is not a torch device ({e}); use cpu, cuda, cuda:N or mps.") from None
+        raise InputError(f"--device {device!r} is not a torch device ({e}); use cpu, cuda, cuda:N or mps.") from None
     available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
     if not available.get(parsed.type, False):
         have = ", ".join(k for k, ok in available.items() if ok)
-        raise ValueError(f"--device {device!r}: no {parsed.type} device on this machine (available: {have}).")
+        raise InputError(f"--device {device!r}: no {parsed.type} device on this machine (available: {have}).")
     if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
+        raise InputError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s).")
     return device
 
 
@@ -72,11 +74,6 @@ def model_label(model, st=None, fallback: str = "model") -> str:
     return getattr(getattr(st, "model_card_data", None), "model_id", None) or fallback
 
 
-def uses_task_kwarg(st) -> bool:
-    """True when some module of ``st`` receives ``task=`` from ``encode`` (a SciMult folder)."""
-    return any("task" in list(kwargs or []) for kwargs in (getattr(st, "module_kwargs", None) or {}).values())
-
-
 def similarity_kind(st) -> str:
     """``"cosine"`` or ``"dot"``: how the model's embeddings are compared (cosine = dot of normalised rows)."""
     name = getattr(st, "similarity_fn_name", None) or "cosine"
@@ -85,36 +82,29 @@ def similarity_kind(st) -> str:
         return "cosine"
     if name in ("dot", "dot_score", "dot_product"):
         return "dot"
-    raise ValueError(
+    raise InputError(
         f"The model's similarity function is {name!r}; evaluation ranks by dot product or cosine only. "
         "Set model.similarity_fn_name = 'cosine' or 'dot'."
     )
-
-
-def _check_prompt(st, prompt_name: str | None) -> str | None:
-    if prompt_name is None:
-        return None
-    prompts = getattr(st, "prompts", None) or {}
-    if prompt_name not in prompts:
-        raise ValueError(
-            f"The model has no prompt named {prompt_name!r}. Its prompts: {sorted(prompts) or 'none'}. "
-            "Add it to config_sentence_transformers.json 'prompts' or drop prompt_name."
-        )
-    return prompts[prompt_name]
 
 
 def encode_for_task(st, texts: Sequence[str], task: str | None, *, role: str | None = None,
                     prompt_name: str | None = None, **encode_kwargs) -> np.ndarray:
     """The one task dispatch: float32 embeddings of ``texts`` through ``task``'s expert.
 
-    A SciMult model gets ``encode(texts, task=task)``; a plain model (``task`` None) gets
-    ``encode_query`` / ``encode_document`` / ``encode`` by ``role`` (``"query"``, ``"document"`` or None),
-    as mteb's own wrapper calls it.
+    A SciMult model gets ``encode(texts, task=task)`` (the task checked against the model's own names, see
+    :mod:`scimult_hf.models.tasks`); a plain model ignores ``task`` and gets ``encode_query`` /
+    ``encode_document`` / ``encode`` by ``role`` (``"query"``, ``"document"`` or None), as mteb's own wrapper
+    calls it. The prompt is :func:`~scimult_hf.models.tasks.prompt_for`'s: ``prompt_name`` when given, else
+    the model's prompt named after the task (the instruction variant), else none.
     """
+    routed = task_names(st) is not None
+    task = check_task(st, task) if routed else None
     encode_kwargs.setdefault("convert_to_numpy", True)
-    if prompt_name is not None:
-        encode_kwargs["prompt_name"] = prompt_name
-    if task is not None:
+    prompt = prompt_for(st, task, prompt_name)
+    if prompt is not None:
+        encode_kwargs["prompt_name"] = prompt
+    if routed:
         emb = st.encode(list(texts), task=task, **encode_kwargs)
     elif role == "query":
         emb = st.encode_query(list(texts), **encode_kwargs)
@@ -134,7 +124,7 @@ def encode_by_task(st, texts: Sequence[str], tasks: Sequence[str], **encode_kwar
     """
     texts, tasks = list(texts), list(tasks)
     if len(texts) != len(tasks):
-        raise ValueError(f"encode_by_task: {len(texts)} texts but {len(tasks)} tasks; give one task per text.")
+        raise InputError(f"encode_by_task: {len(texts)} texts but {len(tasks)} tasks; give one task per text.")
     out: np.ndarray | None = None
     for task in dict.fromkeys(tasks):
         rows = [i for i, t in enumerate(tasks) if t == task]
@@ -143,7 +133,7 @@ def encode_by_task(st, texts: Sequence[str], tasks: Sequence[str], **encode_kwar
             out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
         out[rows] = emb
     if out is None:
-        raise ValueError("encode_by_task: no texts to encode.")
+        raise InputError("encode_by_task: no texts to encode.")
     return out
 
 
@@ -167,11 +157,12 @@ def encode_texts(
     """
     texts = list(texts)
     if not texts:
-        raise ValueError("No texts to encode.")
-    prompt_text = _check_prompt(st, prompt_name)
-    scimult = uses_task_kwarg(st)
-    if scimult and not task:
-        raise ValueError("This is a SciMult model: pass the task whose expert should encode the texts.")
+        raise InputError("No texts to encode.")
+    scimult = task_names(st) is not None
+    if scimult:
+        task = check_task(st, task)
+    prompt = prompt_for(st, task if scimult else None, prompt_name)
+    prompt_text = (st.prompts or {}).get(prompt) if prompt is not None else None
     key = None
     if cache is not None:
         key = cache.key(

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import InputError, MissingDependencyError
+
 __all__ = ["exact_topk", "faiss_topk", "l2_normalize", "require_faiss", "topk_to_run"]
 
 
@@ -58,13 +60,13 @@ def exact_topk(
     """
     n = int(corpus.shape[0])
     if n == 0:
-        raise ValueError("The corpus is empty.")
+        raise InputError("The corpus is empty.")
     if queries.shape[1] != corpus.shape[1]:
-        raise ValueError(f"Embedding sizes differ: queries {queries.shape[1]}, corpus {corpus.shape[1]}.")
+        raise InputError(f"Embedding sizes differ: queries {queries.shape[1]}, corpus {corpus.shape[1]}.")
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}.")
+        raise InputError(f"k must be >= 1, got {k}.")
     if chunk_size < 1 or query_batch_size < 1:
-        raise ValueError("chunk_size and query_batch_size must be >= 1.")
+        raise InputError("chunk_size and query_batch_size must be >= 1.")
     k = min(int(k), n)
     q = _as_tensor(queries)
     num_q = q.shape[0]
@@ -95,7 +97,7 @@ def require_faiss():
     try:
         import faiss
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "The FAISS search option needs the faiss package, which is not installed. Install it with "
             "`pip install faiss-cpu` (or faiss-gpu), or leave the option off to use the exact chunked search."
         ) from None
@@ -110,7 +112,7 @@ def faiss_topk(queries, corpus, k: int, *, add_batch_size: int = 65536) -> tuple
     faiss = require_faiss()
     n, d = int(corpus.shape[0]), int(corpus.shape[1])
     if n == 0:
-        raise ValueError("The corpus is empty.")
+        raise InputError("The corpus is empty.")
     k = min(int(k), n)
     index = faiss.IndexFlatIP(d)
     for start in range(0, n, add_batch_size):

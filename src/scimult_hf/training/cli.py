@@ -3,8 +3,9 @@
     scimult-hf prepare --data search=DIR --data classification=DIR [--split train] --output DIR
                        [--negatives N --model M]
     scimult-hf train --model BASE --data search=DIR ... | --prepared DIR  --output DIR
-                     [--variant moe|vanilla|instruction] [--expert-type attention|ffn] [--negatives N] [--resume]
-                     [--epochs E] [--max-steps S] [--batch-size B] [--lr LR] [--expert-lr LR] [--freeze-shared] ...
+                     [--variant moe|vanilla|instruction] [--expert-type attention|ffn] [--expert-layers 1 3 5]
+                     [--negatives N] [--resume] [--epochs E] [--max-steps S] [--batch-size B] [--lr LR]
+                     [--expert-lr LR] [--freeze-shared] ...  (scimult-hf train --help lists them all)
 
 ``--data TASK=PATH`` takes a BEIR folder (search, link prediction), a classification folder or a pair /
 triplet file (JSONL or parquet: anchor, positive[, negative]). Launch ``train`` with ``accelerate launch``
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-__all__ = ["layer_list", "register_prepare", "register_train"]
+from ..errors import InputError
+
+__all__ = ["register_prepare", "register_train"]
 
 
 def _task_path(text: str) -> tuple[str, str]:
@@ -40,13 +43,13 @@ def _load(args, model_for_mining):
     from .negatives import mine_hard_negatives
 
     if not args.data:
-        raise ValueError("give training data with --data TASK=PATH (one per task).")
+        raise InputError("give training data with --data TASK=PATH (one per task).")
     tasks = [t for t, _ in args.data]
     if len(set(tasks)) != len(tasks):
-        raise ValueError(f"--data names a task twice: {tasks}.")
+        raise InputError(f"--data names a task twice: {tasks}.")
     data = {task: load_task_data(path, task, args.split) for task, path in args.data}  # all checked first
     if args.negatives:
-        from ..sentence import load_sentence_transformer
+        from ..models.folder import load_sentence_transformer
 
         st = load_sentence_transformer(model_for_mining)
         data = {t: mine_hard_negatives(st, d, args.negatives, args.negatives_skip, show_progress_bar=True)
@@ -60,7 +63,7 @@ def run_prepare(args) -> int:
     from .data import provenance
 
     if args.negatives and not args.model:
-        raise ValueError("--negatives needs --model (the model that mines them).")
+        raise InputError("--negatives needs --model (the model that mines them).")
     check_output(args.output, [p for _, p in args.data], args.overwrite)
     data = _load(args, args.model)
     with atomic_directory(args.output) as tmp:
@@ -74,23 +77,18 @@ def run_prepare(args) -> int:
 
 
 def run_train(args) -> int:
+    from dataclasses import fields
+
     from .data import load_task_data
     from .trainer import TrainConfig, train
 
-    config = TrainConfig(
-        variant=args.variant, expert_type=args.expert_type, expert_layers=args.expert_layers, epochs=args.epochs,
-        max_steps=args.max_steps, batch_size=args.batch_size, learning_rate=args.lr,
-        expert_learning_rate=args.expert_lr, freeze_shared=args.freeze_shared, scale=args.scale,
-        cached_loss=args.cached_loss, mini_batch_size=args.mini_batch_size, sampler=args.sampler, seed=args.seed,
-        save_steps=args.save_steps, save_total_limit=args.save_total_limit, logging_steps=args.logging_steps,
-        bf16=args.bf16, max_seq_length=args.max_seq_length,
-    )
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.init})
     if args.prepared:
         if args.data:
-            raise ValueError("give either --prepared or --data, not both.")
+            raise InputError("give either --prepared or --data, not both.")
         folders = sorted(p for p in Path(args.prepared).iterdir() if (p / "pairs.parquet").is_file())
         if not folders:
-            raise ValueError(f"--prepared {args.prepared}: no TASK/pairs.parquet inside (write it with prepare).")
+            raise InputError(f"--prepared {args.prepared}: no TASK/pairs.parquet inside (write it with prepare).")
         data = {p.name: load_task_data(p / "pairs.parquet", p.name) for p in folders}
     else:
         data = _load(args, args.model)
@@ -113,43 +111,24 @@ def register_prepare(sub) -> None:
     p.set_defaults(func=run_prepare)
 
 
-def layer_list(text: str) -> list[int]:
-    """argparse type of ``--expert-layers`` (also used by ``upcycle``)."""
-    try:
-        return [int(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of layer indices, e.g. 1,3,5") from None
+def register_train(sub, full: bool = True) -> None:
+    """Add ``train``. Its hyper-parameter options are built from :class:`~scimult_hf.training.trainer.TrainConfig`
+    by ``transformers.HfArgumentParser`` (one source for names, defaults, choices and help); ``full=False``
+    leaves them out, so that listing the commands imports no transformers."""
+    parents = []
+    if full:
+        from transformers import HfArgumentParser
 
+        from .trainer import TrainConfig
 
-def register_train(sub) -> None:
-    p = sub.add_parser("train", help="multi-task contrastive training (MoE, vanilla or instruction variant)")
+        parents.append(HfArgumentParser(TrainConfig, add_help=False))
+    p = sub.add_parser("train", help="multi-task contrastive training (MoE, vanilla or instruction variant)",
+                       parents=parents)
     p.add_argument("--model", required=True, help="BERT / sentence-transformers folder to upcycle, or a SciMult folder, or a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use)")
     _data_options(p)
     p.add_argument("--prepared", help="a folder written by `scimult-hf prepare` instead of --data")
     p.add_argument("--output", required=True, help="run folder (checkpoints, model, exports, logs, card)")
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
-    p.add_argument("--variant", choices=["moe", "vanilla", "instruction"], default="moe",
-                   help="moe: one expert per task (default); vanilla: one dense encoder; instruction: dense, with "
-                        "task prompts")
-    p.add_argument("--expert-type", choices=["attention", "ffn"], default="attention", help="for --variant moe")
-    p.add_argument("--expert-layers", type=layer_list, help="comma-separated layers with experts (default 1,3,5,...)")
-    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training data (default: 1)")
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after this many steps (overrides --epochs)")
-    p.add_argument("--batch-size", type=int, default=32, help="per process")
-    p.add_argument("--lr", type=float, default=2e-5, help="learning rate of the shared weights")
-    p.add_argument("--expert-lr", type=float, help="learning rate of the experts (default: --lr)")
-    p.add_argument("--freeze-shared", action="store_true", help="train the experts only")
-    p.add_argument("--scale", type=float, default=20.0, help="InfoNCE scale (1 / temperature)")
-    p.add_argument("--cached-loss", action="store_true", help="cached InfoNCE for batches too large for memory")
-    p.add_argument("--mini-batch-size", type=int, default=32, help="with --cached-loss")
-    p.add_argument("--sampler", choices=["round_robin", "proportional"], default="round_robin",
-                   help="how batches of the tasks alternate")
-    p.add_argument("--seed", type=int, default=0, help="random seed for data order and initialisation (default: 0)")
-    p.add_argument("--save-steps", type=int, default=500, help="checkpoint every N steps")
-    p.add_argument("--save-total-limit", type=int, default=2, help="checkpoints kept")
-    p.add_argument("--logging-steps", type=int, default=10, help="log the per-task losses every N steps (default: 10)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
-    p.add_argument("--max-seq-length", type=int, help="truncate inputs to this many tokens")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the trained model (exports, handler, card) to this repo")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     p.set_defaults(func=run_train)

@@ -12,7 +12,8 @@ row whose anchor equals row i's (texts are compared by their token ids), so batc
 from __future__ import annotations
 
 import torch
-from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from sentence_transformers import util
+from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["SciMultInfoNCELoss"]
@@ -30,14 +31,24 @@ def _text_ids(features: list[dict]) -> list[torch.Tensor]:
     return list(inverse.split([r.shape[0] for r in rows]))
 
 
-class SciMultInfoNCELoss(MultipleNegativesRankingLoss):
-    """``MultipleNegativesRankingLoss`` (anchor -> positive among all in-batch positives and negatives, scaled
-    similarity, cross-entropy) with repeated texts masked as described in the module docstring.
+class SciMultInfoNCELoss(nn.Module):
+    """InfoNCE as ``MultipleNegativesRankingLoss`` computes it (anchor -> positive among all in-batch positives
+    and hard negatives, scaled similarity, cross-entropy), with repeated texts masked as described in the
+    module docstring. It takes only what it uses: the model, the scale and the similarity.
 
-    Example::
-
-        >>> loss = SciMultInfoNCELoss(model, scale=20.0)   # doctest: +SKIP
+    >>> from sentence_transformers import util
+    >>> loss = SciMultInfoNCELoss(model=None, scale=20.0)
+    >>> loss.get_config_dict() == {"scale": 20.0, "similarity_fct": util.cos_sim.__name__}
+    True
     """
+
+    def __init__(self, model, scale: float = 20.0, similarity_fct=util.cos_sim) -> None:
+        super().__init__()
+        self.model, self.scale, self.similarity_fct = model, scale, similarity_fct
+
+    def get_config_dict(self) -> dict:
+        """What the model card records of the loss."""
+        return {"scale": self.scale, "similarity_fct": self.similarity_fct.__name__}
 
     def forward(self, sentence_features, labels=None) -> torch.Tensor:
         embeddings = [self.model(f)["sentence_embedding"] for f in sentence_features]

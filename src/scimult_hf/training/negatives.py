@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from ..retrieval import encode_texts, exact_topk, l2_normalize, similarity_kind, uses_task_kwarg
+from ..errors import InputError
+from ..models.tasks import task_names
+from ..retrieval import encode_texts, exact_topk, l2_normalize, similarity_kind
 from .data import TaskData
 
 logger = logging.getLogger(__name__)
@@ -30,9 +32,9 @@ def mine_hard_negatives(st, data: TaskData, num_negatives: int = 1, skip_top: in
     if num_negatives < 1:
         return data
     if not data.candidates:
-        raise ValueError(f"task {data.task!r}: data from {data.source.get('path')} has no candidate pool to mine "
+        raise InputError(f"task {data.task!r}: data from {data.source.get('path')} has no candidate pool to mine "
                          "negatives from (a pair file); give its negatives in a 'negative' column instead.")
-    task = data.task if uses_task_kwarg(st) else None
+    task = data.task if task_names(st) is not None else None
     cand_ids = list(data.candidates)
     anchors = list(dict.fromkeys(data.anchor_ids))
     anchor_text = dict(zip(data.anchor_ids, data.pairs["anchor"]))
@@ -48,7 +50,7 @@ def mine_hard_negatives(st, data: TaskData, num_negatives: int = 1, skip_top: in
     for anchor, row in zip(anchors, idx.tolist()):
         ranked = [cand_ids[i] for i in row if cand_ids[i] not in data.positives.get(anchor, ())][skip_top:]
         if len(ranked) < num_negatives:
-            raise ValueError(f"task {data.task!r}: only {len(ranked)} candidates are not positives of {anchor!r}; "
+            raise InputError(f"task {data.task!r}: only {len(ranked)} candidates are not positives of {anchor!r}; "
                              f"cannot mine {num_negatives} negatives.")
         chosen[anchor] = ranked[:num_negatives]
     names = ["negative"] if num_negatives == 1 else [f"negative_{j + 1}" for j in range(num_negatives)]

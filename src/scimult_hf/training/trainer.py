@@ -24,8 +24,10 @@ import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ..configuration_scimult import DEFAULT_TASKS
+from ..errors import InputError
 from .data import TaskData
 
 logger = logging.getLogger(__name__)
@@ -36,39 +38,48 @@ VARIANTS = ("moe", "vanilla", "instruction")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
+def _option(default, help: str, **metadata):
+    """A dataclass field whose metadata ``HfArgumentParser`` turns into the ``train`` command's option."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a training run (recorded in the output's ``training.json`` and card)."""
+    """Hyper-parameters of a training run: the ``train`` command's options (built from these fields by
+    ``transformers.HfArgumentParser``) and what the output's ``training.json`` and card record."""
 
-    variant: str = "moe"
-    expert_type: str = "attention"
-    expert_layers: list[int] | None = None
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 32
-    learning_rate: float = 2e-5
-    expert_learning_rate: float | None = None
-    freeze_shared: bool = False
-    scale: float = 20.0
-    cached_loss: bool = False
-    mini_batch_size: int = 32
-    sampler: str = "round_robin"
-    warmup_ratio: float = 0.1
-    seed: int = 0
-    save_steps: int = 500
-    save_total_limit: int = 2
-    logging_steps: int = 10
-    bf16: bool = False
-    max_seq_length: int | None = None
-    tasks: list[str] = field(default_factory=list)
+    variant: Literal["moe", "vanilla", "instruction"] = _option(
+        "moe", "moe: one expert per task; vanilla: one dense encoder; instruction: dense, with task prompts")
+    expert_type: Literal["attention", "ffn"] = _option("attention", "sub-layers with experts (variant moe)")
+    expert_layers: list[int] | None = _option(None, "layers with experts, e.g. 1 3 5 (default: every other from 1)")
+    epochs: float = _option(1.0, "passes over the training data")
+    max_steps: int = _option(-1, "stop after this many steps (overrides --epochs)")
+    batch_size: int = _option(32, "pairs per batch, per process")
+    learning_rate: float = _option(2e-5, "learning rate of the shared weights", aliases=["--lr"])
+    expert_learning_rate: float | None = _option(None, "learning rate of the experts (default: --lr)",
+                                                 aliases=["--expert-lr"])
+    freeze_shared: bool = _option(False, "train the experts only (variant moe)")
+    scale: float = _option(20.0, "InfoNCE scale (1 / temperature)")
+    cached_loss: bool = _option(False, "cached InfoNCE, for batches too large for memory")
+    mini_batch_size: int = _option(32, "with --cached-loss: rows per forward pass")
+    sampler: Literal["round_robin", "proportional"] = _option("round_robin", "how batches of the tasks alternate")
+    warmup_ratio: float = _option(0.1, "share of the steps with a rising learning rate")
+    seed: int = _option(0, "random seed for data order and initialisation")
+    save_steps: int = _option(500, "checkpoint every N steps")
+    save_total_limit: int = _option(2, "checkpoints kept")
+    logging_steps: int = _option(10, "log the per-task losses every N steps")
+    bf16: bool = _option(False, "bfloat16 mixed precision (GPU)")
+    max_seq_length: int | None = _option(None, "truncate inputs to this many tokens")
+    #: Set from the training data, not an option.
+    tasks: list[str] = field(default_factory=list, init=False)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}.")
+            raise InputError(f"variant must be one of {list(VARIANTS)}, got {self.variant!r}.")
         if self.sampler not in ("round_robin", "proportional"):
-            raise ValueError(f"sampler must be 'round_robin' or 'proportional', got {self.sampler!r}.")
+            raise InputError(f"sampler must be 'round_robin' or 'proportional', got {self.sampler!r}.")
         if self.freeze_shared and self.variant != "moe":
-            raise ValueError("freeze_shared trains the experts only, so it needs variant 'moe'.")
+            raise InputError("freeze_shared trains the experts only, so it needs variant 'moe'.")
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
@@ -90,10 +101,12 @@ def _remove_incomplete_checkpoints(folder: Path) -> None:
 
 def _initial_model(base: str, config: TrainConfig, folder: Path):
     """The model training starts from: a SciMult folder as it is, or a BERT upcycled per the variant."""
-    from ..sentence import INSTRUCTION_PROMPTS, _model_type, load_sentence_transformer, local_or_hub_id, upcycle
+    from ..models.folder import load_sentence_transformer, local_or_hub_id, model_type
+    from ..models.tasks import INSTRUCTION_PROMPTS
+    from ..models.upcycle import upcycle
 
     base = local_or_hub_id(base)
-    if _model_type(base) != "scimult":
+    if model_type(base) != "scimult":
         upcycle(base, folder, expert_type=config.expert_type if config.variant == "moe" else None,
                 expert_layers=config.expert_layers,
                 prompts=INSTRUCTION_PROMPTS if config.variant == "instruction" else None, overwrite=True)
@@ -101,15 +114,17 @@ def _initial_model(base: str, config: TrainConfig, folder: Path):
     st = load_sentence_transformer(base)
     has_experts = st[0].model.config.has_experts
     if has_experts != (config.variant == "moe"):
-        raise ValueError(f"{base} {'has' if has_experts else 'has no'} experts, which does not fit variant "
+        raise InputError(f"{base} {'has' if has_experts else 'has no'} experts, which does not fit variant "
                          f"{config.variant!r}; start from a BERT or a matching SciMult folder.")
     if config.max_seq_length:
         st.max_seq_length = config.max_seq_length
+    # Checkpoints get sentence-transformers' card without its example embeddings: the example encodes without
+    # a task, which a model with experts refuses. The run's own card is written at the end.
+    st.model_card_data.generate_widget_examples = False
     return st
 
 
 def _make_trainer_class():
-    import torch
     from sentence_transformers import SentenceTransformerTrainer
 
     class SciMultTrainer(SentenceTransformerTrainer):
@@ -119,11 +134,6 @@ def _make_trainer_class():
         def add_model_card_callback(self, default_args_dict):
             """No sentence-transformers card: its usage snippet encodes without a task, which SciMult refuses;
             the run writes its own card (``hub.cards.trained_model_card``)."""
-
-        def _save(self, output_dir=None, state_dict=None):
-            output_dir = output_dir or self.args.output_dir
-            self.model.save(output_dir, create_model_card=False)
-            torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -173,17 +183,28 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
     the same model, optimizer, scheduler, RNG and data position. ``callbacks`` are transformers
     ``TrainerCallback`` objects added to the trainer.
     """
-    from sentence_transformers import SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
-    from transformers.trainer_callback import ProgressCallback
-
-    from ..sentence import INSTRUCTION_PROMPTS, export_task, save_sentence_transformer
-    from .loss import SciMultInfoNCELoss
-
     config = config or TrainConfig()
+    _check_data(base, data)
+    config.tasks = sorted(data)
+    output_dir = Path(output_dir)
+    checkpoints = _prepare_output(output_dir, resume)
+    st = _initial_model(os.fspath(base), config, output_dir / "initial")
+    if config.freeze_shared:
+        for name, param in st[0].model.named_parameters():
+            param.requires_grad = ".experts." in name
+    datasets = {task: d.pairs for task, d in sorted(data.items())}
+    trainer = _make_trainer(st, datasets, config, output_dir, checkpoints, callbacks)
+    last = complete_checkpoints(checkpoints)
+    trainer.train(resume_from_checkpoint=str(last[-1]) if resume and last else None)
+    if not trainer.is_world_process_zero():
+        return output_dir / "model"
+    return _write_outputs(trainer, st, config, data, output_dir, base)
+
+
+def _check_data(base: str | os.PathLike, data: dict[str, TaskData]) -> None:
+    """Every task of the data is a task of the model (a SciMult folder's own, else the three SciMult tasks)."""
     if not data:
-        raise ValueError("no training data: give at least one task.")
+        raise InputError("no training data: give at least one task.")
     valid = set(DEFAULT_TASKS)
     base_config = Path(base) / "config.json"
     if base_config.is_file():  # a SciMult folder to train further: its own tasks and aliases
@@ -192,28 +213,28 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
             valid = set(saved.get("tasks") or DEFAULT_TASKS) | set(saved.get("task_aliases") or {})
     unknown = sorted(set(data) - valid)
     if unknown:
-        raise ValueError(f"unknown tasks {unknown} in the training data; the model's tasks are {sorted(valid)}.")
-    config.tasks = sorted(data)
-    output_dir = Path(output_dir)
+        raise InputError(f"unknown tasks {unknown} in the training data; the model's tasks are {sorted(valid)}.")
+
+
+def _prepare_output(output_dir: Path, resume: bool) -> Path:
+    """The checkpoint folder, after refusing an earlier run's (unless resuming) and removing incomplete ones."""
     checkpoints = output_dir / "checkpoints"
     if output_dir.exists() and not resume and complete_checkpoints(checkpoints):
         raise FileExistsError(f"{output_dir} holds checkpoints of an earlier run: pass resume=True (--resume) to "
                               "continue it, or choose another output folder.")
     output_dir.mkdir(parents=True, exist_ok=True)
     _remove_incomplete_checkpoints(checkpoints)
-    st = _initial_model(os.fspath(base), config, output_dir / "initial")
-    model = st[0].model
-    for name, param in model.named_parameters():
-        if config.freeze_shared and ".experts." not in name:
-            param.requires_grad = False
+    return checkpoints
 
-    def loss(task):
-        if config.cached_loss:
-            return CachedMultipleNegativesRankingLoss(st, scale=config.scale, mini_batch_size=config.mini_batch_size)
-        return SciMultInfoNCELoss(st, scale=config.scale)
 
-    datasets = {task: d.pairs for task, d in sorted(data.items())}
-    args = SentenceTransformerTrainingArguments(
+def _training_arguments(config: TrainConfig, datasets: dict, checkpoints: Path):
+    """sentence-transformers' training arguments: one task per batch, the task's columns routed to its experts."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+
+    from ..models.tasks import INSTRUCTION_PROMPTS
+
+    return SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
@@ -238,6 +259,21 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
         dataloader_drop_last=True,
         disable_tqdm=False,
     )
+
+
+def _make_trainer(st, datasets: dict, config: TrainConfig, output_dir: Path, checkpoints: Path, callbacks):
+    """The trainer: one loss per task, per-task losses on the progress bar and in the logs."""
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+    from transformers.trainer_callback import ProgressCallback
+
+    from .loss import SciMultInfoNCELoss
+
+    def loss(task):
+        if config.cached_loss:
+            return CachedMultipleNegativesRankingLoss(st, scale=config.scale, mini_batch_size=config.mini_batch_size)
+        return SciMultInfoNCELoss(st, scale=config.scale)
+
+    args = _training_arguments(config, datasets, checkpoints)
     # transformers 5 takes the tensorboard folder from the environment when the trainer is built.
     previous = os.environ.get("TENSORBOARD_LOGGING_DIR")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "logs")
@@ -253,30 +289,34 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
     trainer.add_callback(_progress_callback(trainer))
     for callback in callbacks or ():
         trainer.add_callback(callback)
-    last = complete_checkpoints(checkpoints)
-    trainer.train(resume_from_checkpoint=str(last[-1]) if resume and last else None)
+    return trainer
 
-    if trainer.is_world_process_zero():
-        prompts = INSTRUCTION_PROMPTS if config.variant == "instruction" else None
-        folder = save_sentence_transformer(model, st.tokenizer, output_dir / "model", prompts=prompts,
-                                           max_seq_length=st.max_seq_length)
-        if model.config.has_experts:
-            for task in model.config.tasks:
-                export_task(model, task, output_dir / "exports" / task, tokenizer=st.tokenizer,
-                            max_seq_length=st.max_seq_length, overwrite=True)
-        history = [h for h in trainer.state.log_history if "loss" in h]
-        _write_json(output_dir / "losses.json", history)
-        _write_json(output_dir / "training.json", {"config": asdict(config),
-                                                   "data": {t: d.source for t, d in data.items()},
-                                                   "global_step": trainer.state.global_step})
-        _plot_losses(history, output_dir / "loss.png")
-        from ..hub.cards import trained_model_card
-        from ..io import atomic_write_text
 
-        atomic_write_text(output_dir / "README.md", trained_model_card(asdict(config), {t: d.source for t, d in data.items()},
-                                                                       base=os.fspath(base)))
-        return folder
-    return output_dir / "model"
+def _write_outputs(trainer, st, config: TrainConfig, data: dict[str, TaskData], output_dir: Path,
+                   base: str | os.PathLike) -> Path:
+    """The trained folder, the per-task exports, the losses (JSON and plot), ``training.json`` and the card."""
+    from ..hub.cards import trained_model_card
+    from ..io import atomic_write_text
+    from ..models.export import export_task
+    from ..models.folder import save_sentence_transformer
+    from ..models.tasks import INSTRUCTION_PROMPTS
+
+    model = st[0].model
+    prompts = INSTRUCTION_PROMPTS if config.variant == "instruction" else None
+    folder = save_sentence_transformer(model, st.tokenizer, output_dir / "model", prompts=prompts,
+                                       max_seq_length=st.max_seq_length)
+    if model.config.has_experts:
+        for task in model.config.tasks:
+            export_task(model, task, output_dir / "exports" / task, tokenizer=st.tokenizer,
+                        max_seq_length=st.max_seq_length, overwrite=True)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    sources = {t: d.source for t, d in data.items()}
+    _write_json(output_dir / "losses.json", history)
+    _write_json(output_dir / "training.json", {"config": asdict(config), "data": sources,
+                                               "global_step": trainer.state.global_step})
+    _plot_losses(history, output_dir / "loss.png")
+    atomic_write_text(output_dir / "README.md", trained_model_card(asdict(config), sources, base=os.fspath(base)))
+    return folder
 
 
 def _has(module: str) -> bool:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingDependencyError
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["OnnxEncoder", "export_onnx", "onnx_encoder", "require_onnx"]
@@ -40,7 +42,7 @@ def require_onnx():
         import onnx  # noqa: F401
         import onnxruntime
     except ImportError:
-        raise ImportError(
+        raise MissingDependencyError(
             "--backend onnx needs onnx and onnxruntime, which are not installed. Install them with "
             '`pip install "scimult-hf[onnx]"`, or use --backend torch.'
         ) from None
@@ -85,8 +87,9 @@ def export_onnx(model, task: str | None, output: str | os.PathLike, *, quantize:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from .io import atomic_directory, check_output
-    from .sentence import export_task, quiet_transformers
+    from ..io import atomic_directory, check_output
+    from .export import export_task
+    from .folder import quiet_transformers
 
     check_output(output, [model if isinstance(model, (str, os.PathLike)) else None], overwrite)
     with atomic_directory(output) as tmp, quiet_transformers(), tempfile.TemporaryDirectory() as work:
@@ -117,17 +120,17 @@ class OnnxEncoder:
         ort = require_onnx()
         from transformers import AutoTokenizer
 
+        from .folder import read_sentence_transformers_setup
+
         folder = Path(folder)
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        setup = json.loads((folder / "sentence_bert_config.json").read_text())
+        setup = read_sentence_transformers_setup(os.fspath(folder))
         self.max_length = int(setup.get("max_seq_length") or self.tokenizer.model_max_length)
-        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
-        self.pooling = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
-        modules = json.loads((folder / "modules.json").read_text())
-        self.normalize = any(m["type"].endswith("Normalize") for m in modules)
+        self.pooling = setup["pooling"]
+        self.normalize = setup["normalize"]
         self.similarity = "cosine" if self.normalize else "dot"
-        self.dimension = int(pooling["word_embedding_dimension"])
+        self.dimension = int(json.loads((folder / "config.json").read_text())["hidden_size"])
         self.prompt = prompt or ""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -161,17 +164,14 @@ class OnnxEncoder:
 def onnx_encoder(model: str, task: str | None, *, quantize: bool = False, prompt_name: str | None = None) -> OnnxEncoder:
     """An :class:`OnnxEncoder` of ``model`` for ``task``, exported once and kept in the scimult-hf cache
     (``$SCIMULT_HF_CACHE/onnx``); a model whose weights change is exported again."""
-    from .defaults import cache_dir, model_stamp
-    from .sentence import read_sentence_transformers_setup
+    from ..defaults import cache_dir, model_stamp
+    from .folder import read_sentence_transformers_setup
+    from .tasks import prompt_for
 
     folder = cache_dir() / "onnx" / model_stamp(model, task or "dense")
     if not (folder / "onnx" / (INT8 if quantize else FP32)).is_file():
         logger.warning("exporting %s (%s) to ONNX once, into %s", model, task, folder)
         export_onnx(model, task, folder, quantize=True, overwrite=True)
-    prompt = None
-    if prompt_name:
-        prompts = read_sentence_transformers_setup(model).get("prompts") or {}
-        if prompt_name not in prompts:
-            raise ValueError(f"the model has no prompt named {prompt_name!r} (its prompts: {sorted(prompts) or 'none'}).")
-        prompt = prompts[prompt_name]
-    return OnnxEncoder(folder, INT8 if quantize else FP32, prompt=prompt)
+    prompts = read_sentence_transformers_setup(model).get("prompts") or {}
+    chosen = prompt_for(prompts, task, prompt_name)  # the same rule as the PyTorch path
+    return OnnxEncoder(folder, INT8 if quantize else FP32, prompt=prompts.get(chosen) if chosen else None)

@@ -29,7 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .defaults import cache_dir
+from ..defaults import cache_dir
+from ..errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ RELEASED: dict[str, ReleasedModel] = {
 }
 
 
-class ReleasedModelError(ValueError):
+class ReleasedModelError(InputError):
     """A released model could not be fetched or does not match what was released; the message says why."""
 
 
@@ -142,7 +143,7 @@ def _download_partial(name: str, url: str, metadata, dest: Path) -> dict:
     from huggingface_hub.utils import build_hf_headers, get_session
     from tqdm.auto import tqdm
 
-    from .convert.partial import RangeFile, fetch_model_records
+    from ..convert.partial import RangeFile, fetch_model_records
 
     remote = RangeFile(url, metadata.size, get_session(), headers=build_hf_headers())
     desc = f"fetching the model tensors of {RELEASED[name].filename}"
@@ -185,8 +186,8 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
             f"{name} is not converted in {folder} yet and HF_HUB_OFFLINE is set: run {_fetch_command(name)}, or "
             f"convert {release.filename} by hand (README: 'Using the released SciMult models')."
         )
-    from .convert.writer import convert_checkpoint
-    from .io import remove_leftovers
+    from ..convert.writer import convert_checkpoint
+    from ..io import remove_leftovers
 
     try:
         url, metadata = remote_metadata(name)
@@ -227,6 +228,6 @@ def load_model(name_or_path: str | os.PathLike = "scimult-moe", **kwargs):
     ``encode(texts, task="search" | "link_prediction" | "classification")`` picks the expert; keyword
     arguments go to ``SentenceTransformer`` (``device=...``).
     """
-    from .sentence import load_sentence_transformer
+    from .folder import load_sentence_transformer
 
     return load_sentence_transformer(resolve_model_path(name_or_path), **kwargs)
