@@ -46,7 +46,8 @@ def _random_unit(rng, n, d):
 def stage(name: str, args) -> dict:
     import numpy as np
 
-    from scimult_hf.evaluation import EmbeddingCache, retrieval_metrics
+    from scimult_hf.evaluation import retrieval_metrics
+    from scimult_hf.retrieval import EmbeddingCache
     from scimult_hf.retrieval.search import exact_topk, faiss_topk, topk_to_run
 
     out: dict = {"stage": name}

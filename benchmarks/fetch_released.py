@@ -33,7 +33,7 @@ from hub_server import LocalHub, sha256_of  # noqa: E402
 TOKENIZER_REPO = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
 CHILD = """
 import dataclasses, sys
-import scimult_hf.models.released as r
+import scimult_hf.released as r
 r.RELEASED[NAME] = dataclasses.replace(r.RELEASED[NAME], size=SIZE, sha256=SHA)
 from scimult_hf.cli import main
 sys.exit(main(sys.argv[1:]))

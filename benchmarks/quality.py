@@ -52,7 +52,8 @@ def default_model_dir() -> Path:
 
 def run_suite(model, data_dir: Path, sets, *, cache_dir=None, batch_size=32, multilabel_k=(1, 3, 5),
               show_progress_bar=True, model_name=None) -> list[dict]:
-    from scimult_hf.evaluation import EmbeddingCache, evaluate_task
+    from scimult_hf.evaluation import evaluate_task
+    from scimult_hf.retrieval import EmbeddingCache
 
     cache = EmbeddingCache(cache_dir)
     results = []

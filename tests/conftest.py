@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
+from helpers import tiny_folder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT_ROOT.parent / "shared"
@@ -29,15 +29,6 @@ os.environ.setdefault("SCIMULT_HF_CACHE", str(TEST_HOME / "scimult_hf"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-PAPERS = [
-    "Attention is all you need [SEP] The dominant sequence transduction models are based on complex recurrent or "
-    "convolutional neural networks that include an encoder and a decoder.",
-    "BERT: pre-training of deep bidirectional transformers [SEP] We introduce a new language representation model.",
-    "Infection in total joint replacement.",
-    "Zeros of random polynomials [SEP] Let X1, X2, ... be independent and identically distributed random variables.",
-    "CRISPR-Cas9 genome editing in human cells [SEP] Targeted genome editing using engineered nucleases.",
-]
 
 
 def pytest_sessionstart(session):
@@ -69,26 +60,16 @@ def tokenizer(minilm_path):
     return AutoTokenizer.from_pretrained(minilm_path)
 
 
-def tiny_model(expert_type="attention", seed=0, **overrides):
-    """A small randomly initialised SciMult model whose experts differ (BERT vocabulary, 4 layers)."""
-    from scimult_hf import SciMultConfig, SciMultModel
-
-    kwargs = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64,
-                  max_position_embeddings=128, expert_type=expert_type, hidden_dropout_prob=0.0,
-                  attention_probs_dropout_prob=0.0)
-    kwargs.update(overrides)
-    torch.manual_seed(seed)
-    model = SciMultModel(SciMultConfig(**kwargs)).eval()
-    with torch.no_grad():  # make LayerNorms and biases non-trivial so that a swapped expert is caught
-        for name, p in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name:
-                p.add_(0.1 * torch.randn_like(p))
-    return model
-
-
 @pytest.fixture(scope="session")
 def minilm_scimult(tmp_path_factory, minilm_path) -> Path:
     """all-MiniLM-L6-v2 upcycled into a SciMult folder (experts equal), built once per session."""
     from scimult_hf import upcycle
 
     return upcycle(minilm_path, tmp_path_factory.mktemp("models") / "minilm-scimult")
+
+
+@pytest.fixture(scope="session")
+def tiny_scimult(tmp_path_factory, tokenizer) -> Path:
+    """A SciMult folder of ``helpers.tiny_model("attention", seed=7)`` (experts that differ), built once per
+    session. Shared: copy it before changing it."""
+    return tiny_folder(tmp_path_factory.mktemp("tiny") / "scimult-tiny", tokenizer, seed=7)

@@ -124,7 +124,7 @@ def base_model_files(fx: str) -> dict[tuple[str, str], Path]:
 
 def released_files() -> dict[tuple[str, str], Path]:
     """``yuz9yuz/SciMult``'s four files as the fixtures, and the moe fixture's base model as BiomedBERT."""
-    from scimult_hf.models.released import RELEASED
+    from scimult_hf.released import RELEASED
 
     files = {("yuz9yuz/SciMult", RELEASED[name].filename): FIXTURES / fx / "checkpoint.ckpt"
              for name, fx in STAND_INS.items()}
@@ -135,7 +135,7 @@ def pinned_to_fixtures() -> dict:
     """The release table with the fixtures' sizes and hashes (what the stand-in endpoint serves)."""
     import dataclasses
 
-    from scimult_hf.models.released import RELEASED
+    from scimult_hf.released import RELEASED
 
     table = {}
     for name, fx in STAND_INS.items():
@@ -147,7 +147,7 @@ def pinned_to_fixtures() -> dict:
 def pinning_preamble() -> str:
     """Python lines that pin the release table to the fixtures in a fresh interpreter (run before the code)."""
     pinned = {name: {"size": m.size, "sha256": m.sha256} for name, m in pinned_to_fixtures().items()}
-    return ("import dataclasses as _dc, scimult_hf.models.released as _released\n"
+    return ("import dataclasses as _dc, scimult_hf.released as _released\n"
             f"for _name, _fields in {pinned!r}.items():\n"
             "    _released.RELEASED[_name] = _dc.replace(_released.RELEASED[_name], **_fields)\n")
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import hub_cache, run_python
 from safetensors.torch import load_file
 
 from scimult_hf.cli import main
@@ -199,9 +198,8 @@ def automodel_embeddings(converted) -> dict[str, list]:
         {"name": name, "path": str(path), "texts": texts_of(name), "tasks": [t for t, _ in expert_keys(name)]}
         for name, path in converted.items()
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.run([sys.executable, "-c", AUTOMODEL_SCRIPT, json.dumps(jobs)], capture_output=True,
-                          text=True, env=env, cwd=Path(jobs[0]["path"]).parent if jobs else None, timeout=600)
+    proc = run_python(AUTOMODEL_SCRIPT, json.dumps(jobs), env={"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+                      cwd=Path(jobs[0]["path"]).parent if jobs else None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
     return json.loads(line[len("RESULT "):])
@@ -333,13 +331,7 @@ def test_existing_output_needs_overwrite(tmp_path):
 def test_tokenizer_from_local_hub_cache_when_offline(tmp_path):
     """Without --tokenizer the base model comes from the Hub (here: a Hub cache, offline) and the card says so."""
     fx = fixture_dir("scimult_vanilla_s3")
-    snapshot = tmp_path / "hub" / "models--microsoft--BiomedNLP-BiomedBERT-base-uncased-abstract"
-    (snapshot / "refs").mkdir(parents=True)
-    (snapshot / "refs" / "main").write_text("0" * 40)
-    files = snapshot / "snapshots" / ("0" * 40)
-    files.mkdir(parents=True)
-    for name in ("config.json", "vocab.txt"):
-        (files / name).write_bytes((fx / "bert_config" / name).read_bytes())
+    hub_cache(tmp_path / "hub", "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract", fx / "bert_config")
     out = tmp_path / "out"
     script = (
         "import sys\n"
@@ -347,9 +339,8 @@ def test_tokenizer_from_local_hub_cache_when_offline(tmp_path):
         f"convert_checkpoint({str(fx / 'checkpoint.ckpt')!r}, {str(out)!r})\n"
         "assert 'omegaconf' not in sys.modules, 'the converter must not need omegaconf'\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
-           "HF_HOME": str(tmp_path / "hf-home")}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    proc = run_python(script, env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+                                   "HF_HOME": str(tmp_path / "hf-home")})
     assert proc.returncode == 0, proc.stderr[-3000:]
     source = json.loads((out / "conversion.json").read_text())["tokenizer_source"]
     assert "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract" in source and "local Hub cache" in source

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import write_beir
 from sentence_transformers import SentenceTransformer
 
 from scimult_hf.cli import build_parser, main
@@ -24,13 +25,9 @@ DOCS = [
 
 @pytest.fixture()
 def beir_folder(tmp_path) -> Path:
-    folder = tmp_path / "tiny-beir"
-    (folder / "qrels").mkdir(parents=True)
-    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": a}) + "\n" for i, t, a in DOCS))
     queries = [{"_id": "q1", "text": "gene editing with Cas9"}, {"_id": "q2", "text": "transformer language model pre-training"}]
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td5\t1\nq2\td2\t1\n")
-    return folder
+    return write_beir(tmp_path / "tiny-beir", "q1\td1\t1\nq2\td5\t1\nq2\td2\t1\n", queries=queries,
+                      corpus=[{"_id": i, "title": t, "text": a} for i, t, a in DOCS])
 
 
 @pytest.fixture()
@@ -47,13 +44,24 @@ def encode_calls(monkeypatch):
     return calls
 
 
-def test_root_parser_wires_evaluate(capsys):
+def test_root_parser_wires_evaluate():
     parser = build_parser()
     args = parser.parse_args(["evaluate", "--model", "m", "--task", "search", "--data", "d", "--faiss"])
     assert args.func is run_evaluate and args.faiss and args.split == "test" and args.batch_size == 32
-    # The task is checked when the command runs (the parser imports no torch / transformers).
-    assert main(["evaluate", "--model", "m", "--task", "bogus", "--data", "d"]) == 2
-    assert "unknown task 'bogus'" in capsys.readouterr().err
+
+
+def test_tasks_are_the_models_own(minilm_path, beir_folder, tmp_path, capsys):
+    """evaluate (like encode, the handler and MTEB) takes the tasks the model has, and only those."""
+    from scimult_hf import upcycle
+
+    custom = upcycle(minilm_path, tmp_path / "custom", tasks=["patients", "citations"])
+    assert main(["evaluate", "--model", str(custom), "--task", "search", "--data", str(beir_folder), "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'search' for" in err and "use one of patients, citations" in err
+    assert main(["evaluate", "--model", str(custom), "--task", "patients", "--data", str(beir_folder), "--no-cache",
+                 "--quiet", "--output", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["task"] == result["expert"] == "patients" and result["form"] == "retrieval"
 
 
 def test_second_run_skips_encoding(minilm_scimult, beir_folder, tmp_path, encode_calls, capsys):

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import write_beir, write_jsonl
 
 from scimult_hf import label_text, paper_text
 from scimult_hf.retrieval.data import (
@@ -18,19 +19,10 @@ from scimult_hf.retrieval.data import (
 )
 
 
-def _write_jsonl(path: Path, rows) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 def _beir(tmp_path: Path, corpus=None, queries=None, qrels="query-id\tcorpus-id\tscore\nq1\td1\t1\n") -> Path:
-    folder = tmp_path / "beir"
-    _write_jsonl(folder / "corpus.jsonl", corpus or [{"_id": "d1", "title": "T", "text": "A"}, {"_id": "d2", "title": "", "text": "B"}])
-    _write_jsonl(folder / "queries.jsonl", queries or [{"_id": "q1", "text": "what?"}, {"_id": "q2", "text": "unjudged"}])
-    (folder / "qrels").mkdir(exist_ok=True)
-    (folder / "qrels" / "test.tsv").write_text(qrels, encoding="utf-8")
-    return folder
+    return write_beir(tmp_path / "beir", qrels, header=False,
+                      corpus=corpus or [{"_id": "d1", "title": "T", "text": "A"}, {"_id": "d2", "title": "", "text": "B"}],
+                      queries=queries or [{"_id": "q1", "text": "what?"}, {"_id": "q2", "text": "unjudged"}])
 
 
 # ---------------------------------------------------------------------------------------------- real data
@@ -93,8 +85,8 @@ def test_integer_ids_become_strings(tmp_path):
 
 def test_label_description_joins_name(tmp_path):
     folder = tmp_path / "cls"
-    _write_jsonl(folder / "labels.jsonl", [{"id": "a", "name": "Alpha", "description": "first letter"}, {"id": "b", "name": "Beta"}])
-    _write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "", "labels": ["a"]}])
+    write_jsonl(folder / "labels.jsonl", [{"id": "a", "name": "Alpha", "description": "first letter"}, {"id": "b", "name": "Beta"}])
+    write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "", "labels": ["a"]}])
     data = load_classification(folder)
     assert data.labels["text"] == ["Alpha [SEP] first letter", "Beta"]
     assert data.papers["text"] == ["T"] and not data.multi_label
@@ -144,15 +136,15 @@ def test_qrels_errors(tmp_path):
 
 def test_classification_errors(tmp_path):
     folder = tmp_path / "cls"
-    _write_jsonl(folder / "labels.jsonl", [{"id": "a", "name": "Alpha"}])
-    _write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "x", "labels": ["a"]},
+    write_jsonl(folder / "labels.jsonl", [{"id": "a", "name": "Alpha"}])
+    write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "x", "labels": ["a"]},
                                          {"id": "p2", "title": "T", "abstract": "x", "labels": "a"}])
     with pytest.raises(DataFormatError, match=r"test\.jsonl, line 2: field 'labels' must be a list of label ids"):
         load_classification(folder)
-    _write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "x", "labels": ["zzz"]}])
+    write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "x", "labels": ["zzz"]}])
     with pytest.raises(DataFormatError, match=r"line 1: label id\(s\) \['zzz'\] are not in labels\.jsonl"):
         load_classification(folder)
-    _write_jsonl(folder / "test.jsonl", [{"id": "p1", "abstract": "x", "labels": ["a"]}])
+    write_jsonl(folder / "test.jsonl", [{"id": "p1", "abstract": "x", "labels": ["a"]}])
     with pytest.raises(DataFormatError, match=r"line 1: missing field 'title'"):
         load_classification(folder)
     with pytest.raises(DataFormatError, match=r"no file for split 'dev'"):
@@ -161,8 +153,8 @@ def test_classification_errors(tmp_path):
 
 def test_forced_single_label_on_multi_label_data(tmp_path):
     folder = tmp_path / "cls"
-    _write_jsonl(folder / "labels.jsonl", [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}])
-    _write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "", "labels": ["a", "b"]}])
+    write_jsonl(folder / "labels.jsonl", [{"id": "a", "name": "A"}, {"id": "b", "name": "B"}])
+    write_jsonl(folder / "test.jsonl", [{"id": "p1", "title": "T", "abstract": "", "labels": ["a", "b"]}])
     assert load_classification(folder).multi_label
     with pytest.raises(DataFormatError, match="multi_label=False but some papers carry several labels"):
         load_classification(folder, multi_label=False)

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import run_python
 
 from scimult_hf.evaluation import METRIC_NAMES, metric_path
 
@@ -55,13 +53,9 @@ def test_metric_paths_exist():
 
 
 def test_evaluate_load_offline_in_fresh_process(tmp_path):
-    env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"),
-               HF_EVALUATE_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    env.pop("HF_MODULES_CACHE", None)
-    env.pop("HF_DATASETS_CACHE", None)
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=tmp_path)
+    env = dict(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"), HF_EVALUATE_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false")
+    proc = run_python(SCRIPT, env=env, unset=("HF_MODULES_CACHE", "HF_DATASETS_CACHE"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
     out = json.loads(line[len("RESULT "):])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import mteb
 import numpy as np
 import pytest
-from conftest import tiny_model
+from helpers import tiny_model
 from mteb.mocks import MOCK_TASK_TEST_GRID_MONOLINGUAL
 from mteb.models.models_protocols import EncoderProtocol
 from mteb.results.task_result import TaskError, TaskResult

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_beir
 
 from scimult_hf import load_sentence_transformer
 from scimult_hf.evaluation import (
@@ -19,12 +20,11 @@ from scimult_hf.evaluation import (
     evaluate_link_prediction,
     evaluate_search,
     format_table,
-    load_beir,
-    load_classification,
     retrieval_metrics,
     single_label_metrics,
     to_eval_results,
 )
+from scimult_hf.retrieval import load_beir, load_classification
 
 FAST_MAX_LEN = 128
 
@@ -38,12 +38,9 @@ def _beir_subset(src: Path, dst: Path, n_queries: int, n_docs: int, split: str =
     corpus = [json.loads(x) for x in (src / "corpus.jsonl").open()]
     docs = [c for c in corpus if c["_id"] in judged]
     docs += [c for c in corpus if c["_id"] not in judged][: max(0, n_docs - len(docs))]
-    (dst / "qrels").mkdir(parents=True)
-    (dst / "corpus.jsonl").write_text("".join(json.dumps(c) + "\n" for c in docs))
     queries = [json.loads(x) for x in (src / "queries.jsonl").open()]
-    (dst / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries if q["_id"] in qids))
-    (dst / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join("\t".join(r) + "\n" for r in keep))
-    return dst
+    return write_beir(dst, "".join("\t".join(r) + "\n" for r in keep), corpus=docs, split=split,
+                      queries=[q for q in queries if q["_id"] in qids])
 
 
 def _cls_subset(src: Path, dst: Path, file: str, n: int, prefer_multi: bool = False) -> Path:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,17 +84,15 @@ def test_readme_snippet_runs_on_its_own(code, tmp_path):
     Hub that serves the golden fixtures under the released file names, with an empty cache."""
     from hub_server import FIXTURES, LocalHub, online_env, pinning_preamble, released_files
 
-    from scimult_hf.models.released import RELEASED
+    from scimult_hf.released import RELEASED
 
     if not any(f'"{name}"' in code for name in RELEASED):
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=600, env={**os.environ, "SCIMULT_HF_CACHE": str(tmp_path / "cache")})
+        proc = run_python(code, env={"SCIMULT_HF_CACHE": str(tmp_path / "cache")}, cwd=tmp_path)
     else:
         if not FIXTURES.is_dir():
             pytest.skip(f"the released-model stand-ins need ../shared/fixtures (expected at {FIXTURES})")
         with LocalHub(released_files()) as hub:
-            proc = subprocess.run([sys.executable, "-c", pinning_preamble() + code], cwd=tmp_path,
-                                  capture_output=True, text=True, timeout=600, env=online_env(hub, tmp_path))
+            proc = run_python(pinning_preamble() + code, env=online_env(hub, tmp_path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert {p.name for p in tmp_path.iterdir()} <= {"cache", "hub"}  # nothing written where it ran
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, tiny_model
 from sentence_transformers import SentenceTransformer
 
 from scimult_hf import INSTRUCTION_PROMPTS, export_task, save_sentence_transformer

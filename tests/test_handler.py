@@ -4,7 +4,6 @@ request, and the same handler served over loopback HTTP with concurrent requests
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -13,22 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, free_port
 
-from scimult_hf import paper_text, save_sentence_transformer
-from scimult_hf.hub.handler import EndpointHandler, make_app
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, tokenizer):
-    path = tmp_path_factory.mktemp("handler") / "scimult"
-    save_sentence_transformer(tiny_model("attention", seed=31), tokenizer, path)
-    return path
+from scimult_hf import paper_text
+from scimult_hf.serving.handler import EndpointHandler
+from scimult_hf.serving.server import make_app
 
 
 @pytest.fixture(scope="module")
-def handler(folder):
-    return EndpointHandler(str(folder), max_inputs=8, max_chars=500, batch_size=2, device="cpu")
+def handler(tiny_scimult):
+    return EndpointHandler(str(tiny_scimult), max_inputs=8, max_chars=500, batch_size=2, device="cpu")
 
 
 def test_vectors_equal_sentence_transformers(handler):
@@ -68,12 +61,6 @@ def test_each_malformed_request_gets_an_error_object(handler, request_, code):
     result = handler(request_)
     assert isinstance(result, dict) and result["error"]["code"] == code, result
     assert result["error"]["message"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url: str, body: bytes) -> tuple[int, object]:

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, tiny_model
 from transformers import BertModel
 
 from scimult_hf.modeling_scimult import bert_parameter_name

@@ -4,23 +4,18 @@ back, and the dry-run folder loaded by repo id from a Hub cache layout in a fres
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, hub_cache, run_python, tiny_bert, write_beir
 from huggingface_hub import ModelCard
 
-from scimult_hf import save_sentence_transformer
 from scimult_hf.cli import main
 from scimult_hf.hub.cards import converted_model_card
 from scimult_hf.hub.publish import HANDLER_PY, card_with_results, push_model
-from scimult_hf.models.bert import to_bert
 
 CARD = """---
 license: mit
@@ -55,10 +50,8 @@ class RecordingApi:
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory, tokenizer) -> Path:
-    path = tmp_path_factory.mktemp("pub") / "scimult-tiny"
-    save_sentence_transformer(tiny_model("attention", seed=41), tokenizer, path)
-    return path
+def model_folder(tiny_scimult) -> Path:
+    return tiny_scimult
 
 
 EXPORT_FILES = ["1_Pooling/config.json", "config.json", "config_sentence_transformers.json", "model.safetensors",
@@ -118,11 +111,7 @@ def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, 
     dry = tmp_path / "dry"
     assert main(["push", "--model", str(model_folder), "--repo", "scimult-org/tiny", "--card", str(card),
                  "--dry-run", str(dry)]) == 0
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "models--scimult-org--tiny"
-    shutil.copytree(dry, repo / "snapshots" / revision)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
+    snapshot = hub_cache(tmp_path / "hub", "scimult-org/tiny", dry)
     code = textwrap.dedent(f"""
         import json, sys, torch
         from transformers import AutoModel, AutoTokenizer
@@ -133,13 +122,12 @@ def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, 
         with torch.no_grad():
             auto = model(**batch, task="search").pooler_output.tolist()
         st = SentenceTransformer("scimult-org/tiny", trust_remote_code=True, device="cpu").encode({PAPERS!r}, task="search")
-        export = SentenceTransformer({str(repo / "snapshots" / revision / "exports" / "search")!r}, device="cpu")
+        export = SentenceTransformer({str(snapshot / "exports" / "search")!r}, device="cpu")
         assert "scimult_hf" not in sys.modules
         print("RESULT", json.dumps({{"auto": auto, "st": st.tolist(), "export": export.encode({PAPERS!r}).tolist()}}))
     """)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=tmp_path)
+    proc = run_python(code, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")},
+                      cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.split("RESULT", 1)[1])
     np.testing.assert_allclose(got["st"], got["auto"], atol=1e-5)
@@ -153,9 +141,7 @@ def test_train_push_to_hub_hands_over_to_publishing(tmp_path, monkeypatch, token
     api = RecordingApi()
     real = publish.push_folder
     monkeypatch.setattr(publish, "push_folder", lambda folder, repo_id, **kw: real(folder, repo_id, **{**kw, "api": api}))
-    bert = tmp_path / "bert"
-    to_bert(tiny_model(None, seed=5)).save_pretrained(bert)
-    tokenizer.save_pretrained(bert)
+    bert = tiny_bert(tmp_path / "bert", tokenizer)
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text("".join(json.dumps({"anchor": f"query {i}", "positive": p}) + "\n" for i, p in enumerate(PAPERS)))
     assert main(["train", "--model", str(bert), "--data", f"search={pairs}", "--output", str(tmp_path / "run"),
@@ -217,7 +203,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures is absent")
 def test_release_command_converts_evaluates_cards_and_pushes(tmp_path):
-    from scimult_hf.hub.release import release_models
+    from scimult_hf.release import release_models
 
     ckpts = tmp_path / "ckpts"
     ckpts.mkdir()
@@ -225,12 +211,7 @@ def test_release_command_converts_evaluates_cards_and_pushes(tmp_path):
     shutil.copy(FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt", ckpts / "scimult_moe.ckpt")
     tokenizers = {"scimult_vanilla.ckpt": str(FIXTURES / "scimult_vanilla_s3" / "bert_config"),
                   "scimult_moe.ckpt": str(FIXTURES / "scimult_moe_attn_s1" / "bert_config")}
-    data = tmp_path / "beir"
-    (data / "qrels").mkdir(parents=True)
-    (data / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "T", "text": p}) + "\n"
-                                               for i, p in enumerate(PAPERS)))
-    (data / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "genome editing"}) + "\n")
-    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td4\t1\n")
+    data = write_beir(tmp_path / "beir", "q1\td4\t1\n")
     cards = Path(__file__).resolve().parents[1] / "model_cards"
 
     done = release_models(ckpts, "scimult-org", tmp_path / "work", cards, tokenizer=tokenizers,

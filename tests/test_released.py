@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_python
 from hub_server import (
     FIXTURES,
     STAND_INS,
@@ -176,7 +175,7 @@ def test_wrong_sha256_is_refused_before_downloading(hub, tmp_path, monkeypatch):
 
 
 def test_full_download_checks_the_whole_file(hub, tmp_path):
-    from scimult_hf.models.released import fetch_released
+    from scimult_hf.released import fetch_released
 
     hub.serve(base_model_files("scimult_vanilla_s3"))
     folder = fetch_released("scimult-vanilla", full=True)
@@ -186,7 +185,7 @@ def test_full_download_checks_the_whole_file(hub, tmp_path):
 
 
 def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
-    from scimult_hf.models.released import ReleasedModelError, fetch_released
+    from scimult_hf.released import ReleasedModelError, fetch_released
 
     monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -195,7 +194,7 @@ def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
 
 
 def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
-    from scimult_hf.models.released import ReleasedModelError, fetch_released
+    from scimult_hf.released import ReleasedModelError, fetch_released
 
     del hub.files[(TOKENIZER_REPO, "vocab.txt")]
     with pytest.raises(ReleasedModelError, match=f"hf download {TOKENIZER_REPO} config.json vocab.txt"):
@@ -204,7 +203,7 @@ def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
 
 KILL_DURING_CONVERSION = """
 import os, signal
-import scimult_hf.models.released as r
+import scimult_hf.released as r
 from scimult_hf.convert import writer
 real = writer._write_folder
 def write_then_die(folder, *args, **kwargs):
@@ -216,10 +215,10 @@ r.fetch_released("scimult-moe")
 
 
 def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, tmp_path):
-    from scimult_hf.models.released import fetch_released, released_folder
+    from scimult_hf.released import fetch_released, released_folder
 
     code = pinning_preamble() + KILL_DURING_CONVERSION
-    proc = subprocess.run([sys.executable, "-c", code], env=online_env(hub, tmp_path), capture_output=True, text=True, timeout=300)
+    proc = run_python(code, env=online_env(hub, tmp_path), timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     folder = released_folder("scimult-moe")
     assert not folder.exists()
@@ -240,7 +239,7 @@ def test_default_is_scimult_moe_when_the_hub_answers(hub):
 
 def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
     from scimult_hf.defaults import resolve_default_model
-    from scimult_hf.models.released import fetch_released
+    from scimult_hf.released import fetch_released
 
     folder = fetch_released("scimult-moe")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -281,9 +280,8 @@ def test_encode_by_name_in_a_fresh_process_then_again_without_network(hub, tmp_p
     env, code = online_env(hub, tmp_path), pinning_preamble() + CLI
 
     def encode(out: str):
-        return subprocess.run([sys.executable, "-c", code, "encode", "--model", "scimult-moe", "--input", str(papers),
-                               "--output", str(tmp_path / out), "--task", "search,classification"],
-                              env=env, capture_output=True, text=True, timeout=600)
+        return run_python(code, "encode", "--model", "scimult-moe", "--input", str(papers), "--output",
+                          str(tmp_path / out), "--task", "search,classification", env=env)
 
     first = encode("one")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -299,8 +297,7 @@ def test_encode_by_name_in_a_fresh_process_then_again_without_network(hub, tmp_p
         assert np.array_equal(a, np.load(tmp_path / "two" / task / "00000.npy"))
     assert not np.allclose(np.load(tmp_path / "one" / "search" / "00000.npy"),
                            np.load(tmp_path / "one" / "classification" / "00000.npy"))  # the experts differ
-    export = subprocess.run([sys.executable, "-c", code, "export", "--model", "scimult-moe", "--task", "search",
-                             "--output", str(tmp_path / "search-export")], env=env, capture_output=True, text=True,
-                            timeout=600)
+    export = run_python(code, "export", "--model", "scimult-moe", "--task", "search", "--output",
+                        str(tmp_path / "search-export"), env=env)
     assert export.returncode == 0, export.stderr[-3000:]
     assert len(hub.requests) == seen and (tmp_path / "search-export" / "model.safetensors").is_file()

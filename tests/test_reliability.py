@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, tiny_model, write_beir
 
-from scimult_hf import SciMultModel, export_task, load_sentence_transformer, save_sentence_transformer
+from scimult_hf import SciMultModel, export_task, load_sentence_transformer
 from scimult_hf.cli import main
 from scimult_hf.io import atomic_directory, remove_leftovers, staging_name
 from scimult_hf.retrieval import EmbeddingCache, encode_by_task, load_beir, load_classification, load_qrels
@@ -25,14 +25,6 @@ TASKS = ["search", "link_prediction", "classification"]
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tokenizer) -> Path:
-    """A SciMult folder whose experts differ (random tiny model)."""
-    path = tmp_path_factory.mktemp("tiny") / "scimult-tiny"
-    save_sentence_transformer(tiny_model("attention", seed=11), tokenizer, path)
-    return path
-
-
 def dead_pid() -> int:
     """The PID of a process that has exited."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -40,19 +32,9 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def beir(folder: Path, qrels: str, corpus: list[bytes] | None = None) -> Path:
-    (folder / "qrels").mkdir(parents=True)
-    lines = corpus or [json.dumps({"_id": f"d{i}", "title": f"Paper {i}", "text": p}).encode() for i, p in
-                       enumerate(PAPERS)]
-    (folder / "corpus.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    (folder / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "genome editing"}) + "\n")
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + qrels)
-    return folder
-
-
 # --------------------------------------------------------------------------- 1. per-row tasks in sentence-transformers
-def test_per_row_task_list_is_refused_by_sentence_transformers(tiny_folder):
-    st = load_sentence_transformer(tiny_folder)
+def test_per_row_task_list_is_refused_by_sentence_transformers(tiny_scimult):
+    st = load_sentence_transformer(tiny_scimult)
     tasks = ["search", "classification", "link_prediction", "search", "classification"]
     for batch_size in (32, 2):
         with pytest.raises(ValueError, match="sorts the texts by length") as err:
@@ -63,8 +45,8 @@ def test_per_row_task_list_is_refused_by_sentence_transformers(tiny_folder):
     np.testing.assert_allclose(same, st.encode(PAPERS, task="search"), atol=1e-6)
 
 
-def test_encode_by_task_routes_every_row_to_its_expert(tiny_folder):
-    st = load_sentence_transformer(tiny_folder)
+def test_encode_by_task_routes_every_row_to_its_expert(tiny_scimult):
+    st = load_sentence_transformer(tiny_scimult)
     tasks = ["search", "classification", "link_prediction", "search", "classification"]
     mixed = encode_by_task(st, PAPERS, tasks, batch_size=2)
     per_task = {t: st.encode(PAPERS, task=t) for t in TASKS}
@@ -84,9 +66,9 @@ def test_upcycle_refuses_existing_output_and_keeps_its_files(tmp_path, minilm_pa
     assert (out / "model.safetensors").is_file()
 
 
-def test_export_into_its_own_model_folder_is_refused(tmp_path, tiny_folder, capsys):
+def test_export_into_its_own_model_folder_is_refused(tmp_path, tiny_scimult, capsys):
     model = tmp_path / "model"
-    shutil.copytree(tiny_folder, model)
+    shutil.copytree(tiny_scimult, model)
     before = (model / "model.safetensors").read_bytes()
     for extra in ([], ["--overwrite"]):
         assert main(["export", "--model", str(model), "--task", "search", "--output", str(model), *extra]) == 2
@@ -97,9 +79,9 @@ def test_export_into_its_own_model_folder_is_refused(tmp_path, tiny_folder, caps
     assert json.loads((model / "config.json").read_text())["model_type"] == "scimult"
 
 
-def test_overwrite_replaces_only_a_complete_folder(tmp_path, tiny_folder, monkeypatch):
+def test_overwrite_replaces_only_a_complete_folder(tmp_path, tiny_scimult, monkeypatch):
     out = tmp_path / "out"
-    export_task(tiny_folder, "search", out)
+    export_task(tiny_scimult, "search", out)
     before = sorted(p.name for p in out.iterdir())
     from transformers import BertModel
 
@@ -108,7 +90,7 @@ def test_overwrite_replaces_only_a_complete_folder(tmp_path, tiny_folder, monkey
 
     monkeypatch.setattr(BertModel, "save_pretrained", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        export_task(tiny_folder, "classification", out, overwrite=True)
+        export_task(tiny_scimult, "classification", out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == before
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left
 
@@ -130,11 +112,11 @@ def test_convert_overwrite_never_deletes_the_checkpoint(tmp_path, where, capsys)
 
 # --------------------------------------------------------------------------- 3. weights that do not fit the config
 @pytest.mark.parametrize("edit", [{"expert_type": "ffn"}, {"expert_layers": [0, 2]}, {"tasks": ["a", "b"]}])
-def test_weights_that_do_not_fit_the_config_are_an_error(tmp_path, tiny_folder, edit, capsys):
+def test_weights_that_do_not_fit_the_config_are_an_error(tmp_path, tiny_scimult, edit, capsys):
     from transformers import AutoModel
 
     folder = tmp_path / "edited"
-    shutil.copytree(tiny_folder, folder)
+    shutil.copytree(tiny_scimult, folder)
     config = json.loads((folder / "config.json").read_text())
     config.update(edit)
     config.pop("task_aliases", None) if "tasks" in edit else None
@@ -151,8 +133,8 @@ def test_weights_that_do_not_fit_the_config_are_an_error(tmp_path, tiny_folder, 
     assert isinstance(model, SciMultModel)
 
 
-def test_upcycle_from_scimult_and_export_from_bert_are_refused(tmp_path, tiny_folder, minilm_path, capsys):
-    assert main(["upcycle", "--source", str(tiny_folder), "--output", str(tmp_path / "up")]) == 2
+def test_upcycle_from_scimult_and_export_from_bert_are_refused(tmp_path, tiny_scimult, minilm_path, capsys):
+    assert main(["upcycle", "--source", str(tiny_scimult), "--output", str(tmp_path / "up")]) == 2
     assert "already a SciMult model" in capsys.readouterr().err
     assert main(["export", "--model", minilm_path, "--task", "search", "--output", str(tmp_path / "ex")]) == 2
     assert "not a SciMult folder" in capsys.readouterr().err
@@ -204,11 +186,11 @@ def test_cache_verifies_what_it_reads(tmp_path, caplog):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_cache_that_cannot_be_written_says_so(tmp_path, tiny_folder, capsys):
+def test_cache_that_cannot_be_written_says_so(tmp_path, tiny_scimult, capsys):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
-    data = beir(tmp_path / "beir", "q1\td1\t1\n")
-    code = main(["evaluate", "--model", str(tiny_folder), "--task", "search", "--data", str(data), "--quiet",
+    data = write_beir(tmp_path / "beir", "q1\td1\t1\n")
+    code = main(["evaluate", "--model", str(tiny_scimult), "--task", "search", "--data", str(data), "--quiet",
                  "--cache-dir", str(blocker / "cache")])
     assert code == 2 and "cannot write the embedding cache" in capsys.readouterr().err
 
@@ -249,12 +231,12 @@ def test_non_finite_weights_stop_before_writing(tmp_path):
 
 
 # --------------------------------------------------------------------------- 6. one clear line, not a stack trace
-def test_truncated_weights_in_evaluate_and_export(tmp_path, tiny_folder, capsys):
+def test_truncated_weights_in_evaluate_and_export(tmp_path, tiny_scimult, capsys):
     folder = tmp_path / "m"
-    shutil.copytree(tiny_folder, folder)
+    shutil.copytree(tiny_scimult, folder)
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    data = beir(tmp_path / "beir", "q1\td1\t1\n")
+    data = write_beir(tmp_path / "beir", "q1\td1\t1\n")
     assert main(["evaluate", "--model", str(folder), "--task", "search", "--data", str(data), "--no-cache"]) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
     assert main(["export", "--model", str(folder), "--task", "search", "--output", str(tmp_path / "ex")]) == 2
@@ -269,9 +251,9 @@ def test_truncated_weights_in_evaluate_and_export(tmp_path, tiny_folder, capsys)
         (["--model", "/no/such/model"], "no model folder at /no/such/model"),
     ],
 )
-def test_bad_model_or_device_is_one_line(tmp_path, tiny_folder, argv, message, capsys):
-    data = beir(tmp_path / "beir", "q1\td1\t1\n")
-    base = {"--model": str(tiny_folder), "--task": "search", "--data": str(data)}
+def test_bad_model_or_device_is_one_line(tmp_path, tiny_scimult, argv, message, capsys):
+    data = write_beir(tmp_path / "beir", "q1\td1\t1\n")
+    base = {"--model": str(tiny_scimult), "--task": "search", "--data": str(data)}
     base.update(dict(zip(argv[::2], argv[1::2])))
     assert main(["evaluate", *[x for kv in base.items() for x in kv], "--no-cache"]) == 2
     err = capsys.readouterr().err
@@ -287,7 +269,7 @@ def test_empty_batch_is_a_clear_error():
 
 def test_non_utf8_line_is_named(tmp_path):
     corpus = [json.dumps({"_id": "d0", "text": "fine"}).encode(), b'{"_id": "d1", "text": "caf\xe9"}']
-    data = beir(tmp_path / "beir", "q1\td0\t1\n", corpus=corpus)
+    data = write_beir(tmp_path / "beir", "q1\td0\t1\n", corpus=corpus)
     with pytest.raises(DataFormatError, match=r"corpus.jsonl, line 2: not UTF-8"):
         load_beir(data)
 
@@ -295,7 +277,7 @@ def test_non_utf8_line_is_named(tmp_path):
 def test_expert_layers_option_is_named(minilm_path, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["upcycle", "--source", minilm_path, "--output", str(tmp_path / "x"), "--expert-layers", "a,b"])
-    assert "argument --expert-layers: 'a,b' is not a comma-separated list" in capsys.readouterr().err
+    assert "argument --expert-layers: invalid int value: 'a,b'" in capsys.readouterr().err
 
 
 def test_float_task_ids_are_refused():
@@ -334,16 +316,16 @@ def test_unknown_split_of_a_set_without_splits_is_refused(tmp_path):
         load_classification(folder, split="validation")
 
 
-def test_output_is_checked_before_any_work(tmp_path, tiny_folder, capsys, monkeypatch):
+def test_output_is_checked_before_any_work(tmp_path, tiny_scimult, capsys, monkeypatch):
     from sentence_transformers import SentenceTransformer
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("encoded before checking --output")
 
     monkeypatch.setattr(SentenceTransformer, "encode", no_encoding)
-    data = beir(tmp_path / "beir", "q1\td1\t1\n")
+    data = write_beir(tmp_path / "beir", "q1\td1\t1\n")
     (tmp_path / "results").mkdir()
-    assert main(["evaluate", "--model", str(tiny_folder), "--task", "search", "--data", str(data),
+    assert main(["evaluate", "--model", str(tiny_scimult), "--task", "search", "--data", str(data),
                  "--output", str(tmp_path / "results")]) == 2
     assert "is a folder" in capsys.readouterr().err
 

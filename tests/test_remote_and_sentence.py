@@ -2,16 +2,13 @@
 
 import filecmp
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, hub_cache, run_python, tiny_model
 from safetensors.torch import load_file
 from sentence_transformers import SentenceTransformer
 
@@ -36,9 +33,8 @@ def run_fresh_python(code: str, **env) -> dict:
         assert "scimult_hf" not in _sys.modules, "scimult_hf was imported"
         """
     )
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **env}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code) + guard], capture_output=True, text=True,
-                          env=full_env, timeout=300, cwd="/", stdin=subprocess.DEVNULL)
+    proc = run_python(textwrap.dedent(code) + guard, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", **env},
+                      cwd="/", timeout=300)
     assert "[y/N]" not in proc.stdout + proc.stderr, "an interactive remote-code prompt was shown"
     assert proc.returncode == 0, proc.stderr[-3000:]
     marker = "RESULT-JSON:"
@@ -48,11 +44,9 @@ def run_fresh_python(code: str, **env) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory, tokenizer):
-    model = tiny_model("attention", seed=7)
-    path = tmp_path_factory.mktemp("tiny") / "scimult-tiny"
-    save_sentence_transformer(model, tokenizer, path)
-    return path, model
+def tiny_folder(tiny_scimult):
+    """The shared tiny folder and the model it holds."""
+    return tiny_scimult, tiny_model("attention", seed=7)
 
 
 def reference_embeddings(model, tokenizer, texts=PAPERS):
@@ -109,14 +103,7 @@ def test_remote_code_round_trip_without_scimult_hf(tiny_folder, tokenizer):
 
 def test_hub_cache_layout_loads_offline_by_repo_id(tiny_folder, tokenizer, tmp_path):
     path, model = tiny_folder
-    repo = tmp_path / "hub" / "models--scimult-org--scimult-tiny"
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = repo / "snapshots" / revision
-    snapshot.parent.mkdir(parents=True)
-    import shutil
-    shutil.copytree(path, snapshot)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
+    hub_cache(tmp_path / "hub", "scimult-org/scimult-tiny", path)
     expected = reference_embeddings(model, tokenizer)
     got = run_fresh_python(f"""
         import json, torch
@@ -221,7 +208,7 @@ def test_cli_upcycle_and_export(tmp_path, minilm_path, capsys):
     from scimult_hf.cli import main
 
     assert main(["upcycle", "--source", minilm_path, "--output", str(tmp_path / "up"), "--expert-type", "ffn",
-                 "--expert-layers", "4,5"]) == 0
+                 "--expert-layers", "4", "5"]) == 0
     config = json.loads((tmp_path / "up" / "config.json").read_text())
     assert config["expert_type"] == "ffn" and config["expert_layers"] == [4, 5]
     weights = load_file(tmp_path / "up" / "model.safetensors")

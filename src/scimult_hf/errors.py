@@ -14,7 +14,18 @@ else is a defect and shows its traceback (``--debug`` shows it always).
 
 from __future__ import annotations
 
-__all__ = ["CacheError", "InputError", "MissingDependencyError", "ScimultError"]
+__all__ = ["CacheError", "InputError", "MissingDependencyError", "REMOTE_CODE_ERRORS", "ScimultError", "is_user_error"]
+
+
+#: Errors of the remote-code files (``configuration_scimult.SciMultInputError``), which cannot import this module:
+#: the command line reports them by name like the package's own.
+REMOTE_CODE_ERRORS = frozenset({"SciMultInputError"})
+
+
+def is_user_error(err: BaseException) -> bool:
+    """True for an error that names a mistake in the input (reported in one line), not a defect."""
+    return isinstance(err, (ScimultError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                            NotADirectoryError)) or type(err).__name__ in REMOTE_CODE_ERRORS
 
 
 class ScimultError(Exception):

@@ -36,6 +36,7 @@ __all__ = [
     "check_output",
     "check_writable",
     "remove_leftovers",
+    "replace_directory",
     "staging_name",
 ]
 
@@ -176,10 +177,17 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_directory(tmp, path)
+
+
+def replace_directory(new: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the complete folder ``new`` at ``path``: an existing ``path`` is moved aside first (``.NAME.old-...``,
+    which the next writer restores if a kill falls between the two moves) and deleted after."""
+    new, path = Path(new), Path(path)
     old = None
     if path.exists():
         old = staging_name(path, "old")
         os.replace(path, old)
-    os.replace(tmp, path)
+    os.replace(new, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

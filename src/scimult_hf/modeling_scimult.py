@@ -23,7 +23,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple
 
-from .configuration_scimult import SciMultConfig
+from .configuration_scimult import SciMultConfig, SciMultInputError
 
 # BERT config fields that a SciMultConfig shares with a BertConfig.
 BERT_FIELDS = (
@@ -284,7 +284,7 @@ class SciMultPreTrainedModel(PreTrainedModel):
         except Exception as err:
             if type(err).__name__ != "SafetensorError":
                 raise
-            raise ValueError(
+            raise SciMultInputError(
                 f"The weights file of {pretrained_model_name_or_path} cannot be read ({err}): it is truncated or "
                 "corrupt. Download or save the model again."
             ) from None
@@ -298,7 +298,7 @@ class SciMultPreTrainedModel(PreTrainedModel):
                 f"{kind.replace('_', ' ')} ({len(keys)}): {keys[:4]}{' ...' if len(keys) > 4 else ''}"
                 for kind, keys in problems.items()
             )
-            raise ValueError(
+            raise SciMultInputError(
                 f"The weights in {pretrained_model_name_or_path} do not fit its SciMult config: {found}. The "
                 "config was edited (expert_type, expert_layers or tasks) or the weights belong to another model "
                 "(a plain BERT folder needs `scimult-hf upcycle` first). Loading would leave those weights "
@@ -358,10 +358,10 @@ class SciMultModel(SciMultPreTrainedModel):
         config = self.config
         valid = f"Valid tasks: {config.tasks}" + (f" (aliases: {config.task_aliases})" if config.task_aliases else "")
         if task is not None and task_ids is not None:
-            raise ValueError("Pass either `task` or `task_ids`, not both.")
+            raise SciMultInputError("Pass either `task` or `task_ids`, not both.")
         if task is None and task_ids is None:
             if config.has_experts:
-                raise ValueError(
+                raise SciMultInputError(
                     "This SciMult model routes each input to its task's experts, so it needs a task: pass "
                     f"`task=` (a name, or one name per row) or `task_ids=`. {valid}."
                 )
@@ -370,9 +370,9 @@ class SciMultModel(SciMultPreTrainedModel):
             if isinstance(task, str):
                 return config.task_id(task)
             if not isinstance(task, Sequence) or isinstance(task, bytes):
-                raise ValueError(f"`task` must be a task name or a list of names, got {type(task).__name__}. {valid}.")
+                raise SciMultInputError(f"`task` must be a task name or a list of names, got {type(task).__name__}. {valid}.")
             if len(task) != batch_size:
-                raise ValueError(
+                raise SciMultInputError(
                     f"`task` lists {len(task)} task names for a batch of {batch_size} rows; give one name per row "
                     f"or a single name for all. {valid}."
                 )
@@ -382,7 +382,7 @@ class SciMultModel(SciMultPreTrainedModel):
             return torch.tensor(ids, dtype=torch.long, device=device)
         task_ids = torch.as_tensor(task_ids)
         if task_ids.is_floating_point() or task_ids.is_complex() or task_ids.dtype == torch.bool:
-            raise ValueError(
+            raise SciMultInputError(
                 f"`task_ids` must be integer expert ids, got dtype {task_ids.dtype} ({task_ids.tolist()!r:.80}). "
                 f"{valid} (ids in that order)."
             )
@@ -390,12 +390,12 @@ class SciMultModel(SciMultPreTrainedModel):
         if task_ids.numel() == 1:
             task_ids = task_ids.expand(batch_size)
         if task_ids.numel() != batch_size:
-            raise ValueError(
+            raise SciMultInputError(
                 f"`task_ids` has {task_ids.numel()} entries for a batch of {batch_size} rows; give one id per row. "
                 f"{valid}."
             )
         if bool(((task_ids < 0) | (task_ids >= len(config.tasks))).any()):
-            raise ValueError(
+            raise SciMultInputError(
                 f"`task_ids` must be in 0..{len(config.tasks) - 1}, got {task_ids.tolist()}. {valid} (ids in that order)."
             )
         first = int(task_ids[0])
@@ -433,15 +433,15 @@ class SciMultModel(SciMultPreTrainedModel):
             mean of the last hidden state, per `config.pooling`, L2-normalised if `config.normalize`).
         """
         if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` or `inputs_embeds`.")
+            raise SciMultInputError("Pass exactly one of `input_ids` or `inputs_embeds`.")
         batch_size, seq_length = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         if batch_size == 0 or seq_length == 0:
-            raise ValueError(
+            raise SciMultInputError(
                 f"Empty batch: {batch_size} rows of {seq_length} tokens. Pass at least one text, and tokenize it "
                 "so that it keeps its special tokens (an empty string still gives [CLS] [SEP])."
             )
         if modality is not None and not isinstance(task, str) and task is not None and len(set(task)) > 1:
-            raise ValueError(
+            raise SciMultInputError(
                 "sentence-transformers sorts the texts by length before batching but passes a per-row `task` list "
                 "unchanged, so rows would get other rows' experts. Encode each task's texts in a call of its own "
                 "(`model.encode(texts, task=name)`), or use scimult_hf.encode_by_task(model, texts, tasks), which "
@@ -449,7 +449,7 @@ class SciMultModel(SciMultPreTrainedModel):
             )
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if seq_length > self.config.max_position_embeddings:
-            raise ValueError(
+            raise SciMultInputError(
                 f"Sequence length {seq_length} exceeds max_position_embeddings={self.config.max_position_embeddings}; "
                 "truncate the inputs (tokenizer(..., truncation=True, max_length=...))."
             )

@@ -13,7 +13,7 @@ _TASKS_HELP = "search, link_prediction, classification"
 def _model(args) -> str:
     """``--model`` (a released name becomes its converted folder, fetched on first use), or the default model
     with one line (on stderr) saying which and why."""
-    from ..models.released import resolve_model_path
+    from ..released import resolve_model_path
 
     if args.model:
         return resolve_model_path(args.model)
@@ -25,8 +25,9 @@ def _model(args) -> str:
 
 
 def _encode(args) -> int:
-    from .collection import Collection, encode_corpus
+    from .collection import Collection
     from .reader import Columns
+    from .writer import encode_corpus
 
     columns = Columns(id=args.id_column, title=args.title_column, abstract=args.abstract_column,
                       text=args.text_column)

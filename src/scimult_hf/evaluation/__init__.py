@@ -1,7 +1,6 @@
 """Evaluation of SciMult's three task families: search, link prediction, classification.
 
-* loaders, encoding, the embedding cache and top-k search live in :mod:`scimult_hf.retrieval`
-  (re-exported here);
+* loaders, encoding, the embedding cache and top-k search live in :mod:`scimult_hf.retrieval`;
 * :mod:`.metrics` - trec_eval ranking metrics (pytrec_eval) and F1 (scikit-learn) as plain functions;
 * :mod:`.evaluators` - ``evaluate_search``, ``evaluate_link_prediction``, ``evaluate_classification``;
 * :mod:`.results` - markdown tables and ``huggingface_hub.EvalResult`` entries for model cards;
@@ -46,10 +45,7 @@ def metric_path(name: str) -> str:
 __getattr__, __dir__, _lazy_all = lazy_loader.attach(
     __name__,
     submod_attrs={
-        'data': ['ClassificationData', 'DataFormatError', 'RetrievalData', 'load_beir', 'load_candidates', 'load_classification', 'load_qrels'],
-        'cache': ['EmbeddingCache', 'default_cache_dir', 'model_fingerprint', 'texts_fingerprint'],
-        'search': ['exact_topk', 'faiss_topk'],
-        'evaluators': ['TASKS', 'evaluate_classification', 'evaluate_link_prediction', 'evaluate_retrieval', 'evaluate_search', 'evaluate_task'],
+        'evaluators': ['TASKS', 'evaluate_classification', 'evaluate_link_prediction', 'evaluate_retrieval', 'evaluate_search', 'evaluate_task', 'evaluation_kind'],
         'metrics': ['LINK_PREDICTION_METRICS', 'RERANKING_METRICS', 'SEARCH_METRICS', 'multi_label_metrics', 'qrels_from_records', 'retrieval_metrics', 'run_from_records', 'single_label_metrics'],
         'results': ['format_table', 'to_eval_results'],
     },

@@ -132,7 +132,7 @@ def evaluate_retrieval(
 
     ``top_k`` documents are kept per query (default: the largest metric cut-off, or 1,000 when a metric
     needs the whole ranking such as ``mrr``). With ``candidates`` ({query id: [doc ids]} or a file for
-    :func:`~scimult_hf.evaluation.data.load_candidates`) only those documents are scored per query (the
+    :func:`~scimult_hf.retrieval.data.load_candidates`) only those documents are scored per query (the
     reranking form). ``ignore_identical_ids`` (default: on for link prediction) drops a query's own id
     from its ranking, as BEIR does. ``cache_dir`` caches every embedding (see :mod:`.cache`).
     """

@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["HANDLER_PY", "REQUIREMENTS_TXT", "card_with_results", "prepare_model_repo", "push_folder", "push_model"]
 
 #: ``handler.py`` of a model repository: the package's handler (one copy of its code).
-HANDLER_PY = '''"""Inference Endpoints handler of this SciMult model (see scimult_hf.hub.handler)."""
+HANDLER_PY = '''"""Inference Endpoints handler of this SciMult model (see scimult_hf.serving.handler)."""
 
-from scimult_hf.hub.handler import EndpointHandler
+from scimult_hf.serving.handler import EndpointHandler
 
 __all__ = ["EndpointHandler"]
 '''

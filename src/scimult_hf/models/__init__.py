@@ -1,7 +1,6 @@
-"""SciMult models as users meet them: folders, released names, upcycling, per-task exports, task introspection.
+"""SciMult models as users meet them: folders, upcycling, per-task exports, task introspection.
 
 * :mod:`.folder` - read a sentence-transformers folder's setup, save and load SciMult folders;
-* :mod:`.released` - the authors' released models by name, fetched and converted on first use;
 * :mod:`.bert` - BERT -> SciMult (``from_bert``) and one task back to a plain ``BertModel`` (``to_bert``);
 * :mod:`.upcycle` - a BERT folder becomes a complete SciMult folder;
 * :mod:`.export` - one task as a plain-BERT sentence-transformers folder;
@@ -19,7 +18,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "folder": ["load_sentence_transformer", "local_or_hub_id", "model_type", "quiet_transformers",
                    "read_sentence_transformers_setup", "save_sentence_transformer"],
         "onnx": ["OnnxEncoder", "export_onnx", "onnx_encoder"],
-        "released": ["RELEASED", "fetch_released", "load_model", "released_folder", "resolve_model_path"],
         "tasks": ["INSTRUCTION_PROMPTS", "check_task", "has_experts", "identical_experts", "prompt_for",
                   "routes_tasks", "task_names"],
         "upcycle": ["upcycle"],

@@ -47,7 +47,7 @@ def from_bert(
     elif isinstance(bert_or_path, BertModel):
         bert = bert_or_path
     else:
-        raise InputError(
+        raise TypeError(
             f"from_bert needs a transformers BertModel or a path to one, got {type(bert_or_path).__name__}."
         )
     bert_config = bert.config

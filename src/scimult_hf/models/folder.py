@@ -2,7 +2,7 @@
 
 A SciMult folder loads with ``AutoModel.from_pretrained(path, trust_remote_code=True)`` and with
 ``SentenceTransformer(path, trust_remote_code=True)``; :func:`save_sentence_transformer` writes one,
-atomically, and :func:`load_sentence_transformer` loads one (a released model's name too).
+atomically, and :func:`load_sentence_transformer` loads one.
 """
 
 from __future__ import annotations
@@ -83,13 +83,11 @@ def read_sentence_transformers_setup(path: str) -> dict:
 
 
 def local_or_hub_id(path: str | os.PathLike) -> str:
-    """``path`` as given when it is a Hub id (``name`` or ``org/name``) or an existing local path; a released
-    model's name (``scimult-moe``, ...) becomes its converted folder, fetched on first use
-    (:mod:`scimult_hf.released`); a local path that does not exist raises ``FileNotFoundError`` (rather than a
-    Hub error about repo-id syntax)."""
-    from .released import resolve_model_path
-
-    path = os.path.expanduser(resolve_model_path(path))
+    """``path`` as given when it is a Hub id (``name`` or ``org/name``) or an existing local path; a local
+    path that does not exist raises ``FileNotFoundError`` (rather than a Hub error about repo-id syntax). A
+    released model's name (``scimult-moe``) is resolved before, by :func:`scimult_hf.released.resolve_model_path`
+    (the commands and :func:`scimult_hf.load_model` do it)."""
+    path = os.path.expanduser(os.fspath(path))
     hub_like = not os.path.isabs(path) and not path.startswith(".") and path.count("/") <= 1 and "\\" not in path
     if not os.path.exists(path) and not hub_like:
         raise FileNotFoundError(f"no model folder at {path}: the path does not exist (a Hub id looks like org/name).")

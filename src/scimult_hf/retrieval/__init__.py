@@ -5,7 +5,8 @@ and exact / FAISS top-k search. Used by evaluation, the corpus commands and the 
 * :mod:`.encoding` - the one task dispatch (``encode(task=...)`` for SciMult, ``encode_query`` /
   ``encode_document`` for plain models), with an optional cache;
 * :mod:`.cache` - embeddings on disk keyed by (model, task, prompt, content);
-* :mod:`.search` - exact chunked top-k (bounded memory) and the optional FAISS search.
+* :mod:`.search` - the one running top-k over shards or chunks (bounded memory) and the one FAISS index
+  builder (flat, or inverted-file for large collections).
 """
 
 import lazy_loader
@@ -17,6 +18,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         'cache': ['CacheError', 'EmbeddingCache', 'default_cache_dir', 'model_fingerprint', 'texts_fingerprint'],
         'data': ['ClassificationData', 'DataFormatError', 'RetrievalData', 'detect_layout', 'load_beir', 'load_candidates', 'load_classification', 'load_labels', 'load_qrels'],
         'encoding': ['check_device', 'encode_by_task', 'encode_for_task', 'encode_texts', 'model_label', 'resolve_model', 'similarity_kind'],
-        'search': ['exact_topk', 'faiss_topk', 'l2_normalize', 'require_faiss', 'topk_to_run'],
+        'search': ['FAISS_IVF_FROM', 'exact_topk', 'faiss_index', 'faiss_topk', 'l2_normalize', 'require_faiss', 'set_nprobe', 'sharded_topk', 'topk_to_run'],
     },
 )

@@ -33,16 +33,18 @@ __all__ = ["check_device", "encode_by_task", "encode_for_task", "encode_texts", 
 
 
 def resolve_model(model, device: str | None = None):
-    """A SentenceTransformer from an instance, a local folder or a Hub id (``trust_remote_code=True``)."""
+    """A SentenceTransformer from an instance, a released model's name, a local folder or a Hub id
+    (``trust_remote_code=True``)."""
     from sentence_transformers import SentenceTransformer
 
     if isinstance(model, SentenceTransformer):
         return model
     if isinstance(model, (str, os.PathLike)):
         from ..models.folder import load_sentence_transformer
+        from ..released import resolve_model_path
 
         kwargs = {"device": check_device(device)} if device else {}
-        return load_sentence_transformer(os.fspath(model), **kwargs)
+        return load_sentence_transformer(resolve_model_path(model), **kwargs)
     raise TypeError(
         f"Expected a SentenceTransformer, a folder or a Hub id, got {type(model).__name__}. "
         "Load the model with scimult_hf.load_sentence_transformer(path) first."

@@ -50,8 +50,9 @@ def _load(args, model_for_mining):
     data = {task: load_task_data(path, task, args.split) for task, path in args.data}  # all checked first
     if args.negatives:
         from ..models.folder import load_sentence_transformer
+        from ..released import resolve_model_path
 
-        st = load_sentence_transformer(model_for_mining)
+        st = load_sentence_transformer(resolve_model_path(model_for_mining))
         data = {t: mine_hard_negatives(st, d, args.negatives, args.negatives_skip, show_progress_bar=True)
                 for t, d in data.items()}
     return data
@@ -79,6 +80,7 @@ def run_prepare(args) -> int:
 def run_train(args) -> int:
     from dataclasses import fields
 
+    from ..released import resolve_model_path
     from .data import load_task_data
     from .trainer import TrainConfig, train
 
@@ -92,7 +94,7 @@ def run_train(args) -> int:
         data = {p.name: load_task_data(p / "pairs.parquet", p.name) for p in folders}
     else:
         data = _load(args, args.model)
-    folder = train(args.model, data, args.output, config, resume=args.resume)
+    folder = train(resolve_model_path(args.model), data, args.output, config, resume=args.resume)
     print(f"wrote {folder} (and per-task exports, losses, card draft in {args.output})")
     if args.push_to_hub:
         from ..hub.publish import push_model

@@ -1,12 +1,10 @@
 """One command for the released weights: convert each original checkpoint, evaluate it where data is
 given, render its model card from ``model_cards/`` and push it (or dry-run it).
 
-The four files of the authors' release and how their cards use them:
-
-* ``scimult_vanilla.ckpt`` - the dense model (no task argument);
-* ``scimult_moe.ckpt`` - attention experts; the card's examples use the search expert;
-* ``scimult_moe_pmcpatients_par.ckpt`` / ``..._ppr.ckpt`` - the PMC-Patients fine-tunes, whose authors'
-  evaluation uses the link-prediction expert.
+The four files of the authors' release and how their cards use them are listed once, in
+:data:`scimult_hf.released.RELEASED`: the dense ``scimult_vanilla.ckpt`` (no task), ``scimult_moe.ckpt``
+(the card's examples use the search expert) and the PMC-Patients fine-tunes (the link-prediction expert, as
+their authors' evaluation does).
 
 A file that is not in the checkpoint folder is skipped (and reported).
 """
@@ -19,15 +17,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RELEASED", "release_models"]
-
-#: checkpoint file -> (card template in ``model_cards/`` and repository name, task of the card's examples)
-RELEASED: dict[str, tuple[str, str | None]] = {
-    "scimult_vanilla.ckpt": ("scimult_vanilla", None),
-    "scimult_moe.ckpt": ("scimult_moe", "search"),
-    "scimult_moe_pmcpatients_par.ckpt": ("scimult_moe_pmcpatients_par", "link_prediction"),
-    "scimult_moe_pmcpatients_ppr.ckpt": ("scimult_moe_pmcpatients_ppr", "link_prediction"),
-}
+__all__ = ["release_models"]
 
 
 def release_models(checkpoints: str | os.PathLike, org: str, work: str | os.PathLike, cards: str | os.PathLike, *,
@@ -37,16 +27,18 @@ def release_models(checkpoints: str | os.PathLike, org: str, work: str | os.Path
     checkpoint found in ``checkpoints``. ``tokenizer`` is one folder / Hub id for all, or one per file name;
     ``data`` maps a task to a data folder to evaluate on. Returns {file name: pushed commit or dry-run folder}.
     """
-    from ..convert import convert_checkpoint
-    from ..evaluation import evaluate_task
-    from .cards import render_card
-    from .publish import push_model
+    from .convert import convert_checkpoint
+    from .evaluation import evaluate_task
+    from .hub.cards import render_card
+    from .hub.publish import push_model
+    from .released import RELEASED
 
     checkpoints, work, cards = Path(checkpoints), Path(work), Path(cards)
-    found = {name: spec for name, spec in RELEASED.items() if (checkpoints / name).is_file()}
+    files = {release.filename: (release.card, release.example_task) for release in RELEASED.values()}
+    found = {name: spec for name, spec in files.items() if (checkpoints / name).is_file()}
     if not found:
-        raise FileNotFoundError(f"{checkpoints}: none of the released checkpoints {sorted(RELEASED)} is there.")
-    for name in sorted(set(RELEASED) - set(found)):
+        raise FileNotFoundError(f"{checkpoints}: none of the released checkpoints {sorted(files)} is there.")
+    for name in sorted(set(files) - set(found)):
         logger.warning("%s is not in %s; skipped", name, checkpoints)
     done = {}
     for name, (card_name, task) in found.items():

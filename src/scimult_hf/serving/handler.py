@@ -1,7 +1,7 @@
-"""Hub-hosted inference: the Inference Endpoints custom handler, and the same handler as a local server.
+"""Hub-hosted inference: the Inference Endpoints custom handler (served locally by :mod:`.server`).
 
 Inference Endpoints load ``handler.py`` from the model repository and call
-``EndpointHandler(path)(data)``; the repository's ``handler.py`` is ``from scimult_hf.hub.handler import
+``EndpointHandler(path)(data)``; the repository's ``handler.py`` is ``from scimult_hf.serving.handler import
 EndpointHandler`` with ``scimult-hf`` in its ``requirements.txt``. A request::
 
     {"inputs": "a query" | ["text", ...] | [{"title": ..., "abstract": ...}, ...],
@@ -20,7 +20,6 @@ local server answers it with HTTP 400.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from ..errors import InputError
@@ -30,7 +29,7 @@ from ..text import paper_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EndpointHandler", "RequestError", "make_app"]
+__all__ = ["EndpointHandler", "RequestError"]
 
 
 class RequestError(InputError):
@@ -130,34 +129,3 @@ class EndpointHandler:
         emb = encode_for_task(self.model, texts, task, prompt_name=prompt_name, batch_size=self.batch_size,
                               normalize_embeddings=normalize)
         return emb.tolist()
-
-
-def make_app(handler: EndpointHandler):
-    """A Starlette (ASGI) app: ``POST /`` runs the handler (400 with the error object for a bad request),
-    ``GET /health`` answers ``{"status": "ok"}``."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
-    from starlette.routing import Route
-
-    async def predict(request: Request) -> JSONResponse:
-        try:
-            data = await request.json()
-        except ValueError:
-            return JSONResponse(RequestError("bad_json", "The request body is not valid JSON.").as_dict(), 400)
-        result = await run_in_threadpool(handler, data)
-        return JSONResponse(result, status_code=400 if isinstance(result, dict) and "error" in result else 200)
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    return Starlette(routes=[Route("/", predict, methods=["POST"]), Route("/health", health, methods=["GET"])])
-
-
-def serve(model: str, host: str = "127.0.0.1", port: int = 8080, **handler_kwargs) -> None:
-    """Run the handler behind uvicorn (``scimult-hf serve``)."""
-    import uvicorn
-
-    uvicorn.run(make_app(EndpointHandler(os.fspath(model), **handler_kwargs)), host=host, port=port,
-                log_level="info")

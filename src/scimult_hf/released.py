@@ -29,8 +29,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..defaults import cache_dir
-from ..errors import InputError
+from .defaults import cache_dir
+from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,15 @@ class ReleasedModel:
     description: str
     #: Bytes of ``model_dict`` (what a partial fetch reads, about a third of the file).
     model_bytes: int
+    #: The task its model card's examples use (None: a dense model, no task).
+    example_task: str | None = "search"
     repo_id: str = REPO_ID
     revision: str = "main"
+
+    @property
+    def card(self) -> str:
+        """Its card template in ``model_cards/`` and its repository name when published: the file's stem."""
+        return Path(self.filename).stem
 
 
 RELEASED: dict[str, ReleasedModel] = {
@@ -63,15 +70,17 @@ RELEASED: dict[str, ReleasedModel] = {
         "SciMult-MoE: one attention expert per task in every second layer", 549_000_000),
     "scimult-vanilla": ReleasedModel(
         "scimult_vanilla.ckpt", 1_309_392_285, "65b9f1e48ab9b13fb4917ae6446e8a546c3c21b726670c9deabbf9862d26e7ba",
-        "SciMult without experts (BERT-base)", 436_000_000),
+        "SciMult without experts (BERT-base)", 436_000_000, example_task=None),
     "scimult-moe-pmcpatients-par": ReleasedModel(
         "scimult_moe_pmcpatients_par.ckpt", 1_649_722_333,
         "46d4452232fc3cdbf14049ab1694950d3fbacf8bed9397666f1717f92315951e",
-        "SciMult-MoE trained further on PMC-Patients patient-to-article retrieval", 549_000_000),
+        "SciMult-MoE trained further on PMC-Patients patient-to-article retrieval", 549_000_000,
+        example_task="link_prediction"),
     "scimult-moe-pmcpatients-ppr": ReleasedModel(
         "scimult_moe_pmcpatients_ppr.ckpt", 1_649_716_317,
         "3f3a9c03964019f92afbc933011174480fb3682fbfc8e2e4b808146383b6ec12",
-        "SciMult-MoE trained further on PMC-Patients patient-to-patient retrieval", 549_000_000),
+        "SciMult-MoE trained further on PMC-Patients patient-to-patient retrieval", 549_000_000,
+        example_task="link_prediction"),
 }
 
 
@@ -143,7 +152,7 @@ def _download_partial(name: str, url: str, metadata, dest: Path) -> dict:
     from huggingface_hub.utils import build_hf_headers, get_session
     from tqdm.auto import tqdm
 
-    from ..convert.partial import RangeFile, fetch_model_records
+    from .convert.partial import RangeFile, fetch_model_records
 
     remote = RangeFile(url, metadata.size, get_session(), headers=build_hf_headers())
     desc = f"fetching the model tensors of {RELEASED[name].filename}"
@@ -186,8 +195,8 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
             f"{name} is not converted in {folder} yet and HF_HUB_OFFLINE is set: run {_fetch_command(name)}, or "
             f"convert {release.filename} by hand (README: 'Using the released SciMult models')."
         )
-    from ..convert.writer import convert_checkpoint
-    from ..io import remove_leftovers
+    from .convert.writer import convert_checkpoint
+    from .io import remove_leftovers
 
     try:
         url, metadata = remote_metadata(name)
@@ -228,6 +237,6 @@ def load_model(name_or_path: str | os.PathLike = "scimult-moe", **kwargs):
     ``encode(texts, task="search" | "link_prediction" | "classification")`` picks the expert; keyword
     arguments go to ``SentenceTransformer`` (``device=...``).
     """
-    from .folder import load_sentence_transformer
+    from .models.folder import load_sentence_transformer
 
     return load_sentence_transformer(resolve_model_path(name_or_path), **kwargs)

@@ -1,0 +1,246 @@
+"""Writing a collection: ``scimult-hf encode``, shard by shard, resumable, one share of the shards per process.
+
+Shard ``i`` holds input rows ``[i * shard_size, (i + 1) * shard_size)``, whoever wrote it, so the output
+does not depend on the number of processes. Every file is written atomically; a shard that exists is
+complete. A run that stops (Ctrl-C, SIGKILL, a lost machine) is resumed by running the same command: the
+shards already written are checked against the input's ids and skipped. Under ``accelerate launch`` (or
+``torchrun``) process ``r`` of ``n`` encodes shards ``r, r + n, r + 2n, ...``; the main process writes
+``collection.json`` when all have finished.
+
+``--overwrite`` builds the new collection beside the old one (``.NAME.next``, resumed by the same command
+if it stops) and replaces the old one only once the new one is complete, like every other writer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InputError
+from ..io import atomic_file, atomic_write_text, check_output, replace_directory
+from .collection import FORMAT, MANIFEST, CollectionError, read_ids, read_manifest, shard_name
+from .reader import Columns, PaperFile, count_papers
+
+__all__ = ["encode_corpus"]
+
+
+def _model_ref(model: str) -> str:
+    """A local folder as an absolute path (the collection is usable from any directory), else the Hub id."""
+    return os.fspath(Path(model).resolve()) if Path(model).is_dir() else model
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    atomic_write_text(folder / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def _write_papers(path: Path, papers: list[dict]) -> None:
+    lines = [json.dumps({"id": p["id"], "title": p["title"]}, ensure_ascii=False) for p in papers]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _next_name(output: Path) -> Path:
+    """Where ``--overwrite`` builds the new collection before it replaces ``output``."""
+    return output.parent / f".{output.name}.next"
+
+
+def _prepare_folder(output: Path, run: dict, tasks: Sequence[str]) -> dict:
+    """The manifest to continue from in ``output``: a new one, or the existing one when it is this same run."""
+    existing = read_manifest(output) if output.is_dir() else None
+    if existing is None and output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise FileExistsError(
+            f"{output} exists and is not a collection folder; choose another --output or pass --overwrite."
+        )
+    if existing is not None:
+        for key, what in (("input", "input file (or its columns)"), ("model", "model"), ("shard_size", "shard size")):
+            if existing.get(key) != run[key]:
+                raise CollectionError(
+                    f"{output} holds a collection of another {what} ({existing.get(key)!r}); pass --overwrite to "
+                    "start again there, or choose another --output."
+                )
+        manifest = existing
+    else:
+        manifest = {"format": FORMAT, **run, "papers": None, "tasks": {}}
+    for task in tasks:
+        manifest["tasks"].setdefault(task, {"complete": False})
+    return manifest
+
+
+def _work_folder(output: Path, run: dict, overwrite: bool) -> Path:
+    """The folder the shards go to: ``output`` itself, or with ``overwrite`` an existing output's
+    ``.NAME.next`` (kept when it holds this same run, so that a stopped overwrite resumes)."""
+    if not overwrite or not output.exists():
+        return output
+    work = _next_name(output)
+    if work.exists():
+        try:
+            manifest = read_manifest(work)
+        except CollectionError:
+            manifest = None
+        if manifest is None or any(manifest.get(k) != run[k] for k in ("input", "model", "shard_size")):
+            shutil.rmtree(work)
+    return work
+
+
+def encode_corpus(
+    model: str,
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    tasks: Sequence[str] = ("search",),
+    columns: Columns = Columns(),
+    backend: str = "torch",
+    batch_size: int = 32,
+    shard_size: int = 10_000,
+    device: str | None = None,
+    dtype: str | None = None,
+    prompt_name: str | None = None,
+    overwrite: bool = False,
+    show_progress_bar: bool = True,
+) -> Path:
+    """Encode every paper of ``input`` for each of ``tasks`` into the collection folder ``output``.
+
+    Resumes a stopped run of the same command; under ``accelerate launch`` / ``torchrun`` each process
+    encodes its share of the shards. Returns ``output``.
+    """
+    from accelerate import PartialState
+
+    from ..models.tasks import has_experts, identical_experts, prompt_for
+    from ..released import resolve_model_path
+    from .encoders import load_encoder, load_sentence_model
+
+    model = resolve_model_path(model)
+    if shard_size < 1 or batch_size < 1:
+        raise InputError("--shard-size and --batch-size must be at least 1.")
+    tasks = list(dict.fromkeys(tasks))
+    if not tasks:
+        raise InputError("name at least one task (--task).")
+    output = Path(output)
+    papers = PaperFile(input, columns)
+    papers.check()
+    check_output(output, [papers.path, model if Path(model).exists() else None], overwrite=True)
+    import torch
+
+    # accelerate treats CPU processes under torchrun as distributed only when asked to (cpu=True).
+    on_cpu = (device or "cpu").startswith("cpu") if device else not torch.cuda.is_available()
+    state = PartialState(cpu=on_cpu)
+    device = device or ("cpu" if on_cpu else str(state.device))
+    run = {"model": _model_ref(model), "input": papers.fingerprint(), "shard_size": shard_size}
+
+    # Load the model (once for every task) and check the tasks before anything is written.
+    st = load_sentence_model(model, device, dtype) if backend == "torch" else None
+    encoders = {task: load_encoder(model, task, backend=backend, device=device, batch_size=batch_size,
+                                   prompt_name=prompt_name, st=st) for task in tasks}
+    # Tasks whose experts are copies of an earlier task's (an untrained model) reuse its embeddings.
+    same_as: dict[str, str] = {}
+    # (Same experts and the same prompt: the embeddings are the same.)
+    if st is not None and has_experts(st):
+        canonical = identical_experts(st[0].model)
+        key = {t: (canonical[t], prompt_for(st, t, prompt_name)) for t in tasks}
+        same_as = {t: next(u for u in tasks if key[u] == key[t]) for t in tasks}
+
+    staged = overwrite and output.exists()  # the same answer in every process: nothing has moved yet
+    work = _next_name(output) if staged else output
+    if state.is_main_process:
+        if staged:
+            _work_folder(output, run, overwrite)
+        manifest = _prepare_folder(work, run, tasks)
+        for task, enc in encoders.items():
+            manifest["tasks"][task].update({"dimension": enc.dimension, "similarity": enc.similarity,
+                                            "backend": backend})
+        _write_manifest(work, manifest)
+    state.wait_for_everyone()
+    manifest = read_manifest(work)
+    todo = [t for t in tasks if not manifest["tasks"][t].get("complete")]
+
+    total = count_papers(papers.path)
+    label = f"encoding corpus for {', '.join(todo) or 'no task'}" + (f" ({total:,} papers)" if total else "")
+    share = None if total is None else sum(
+        min(shard_size, total - s) for i, s in enumerate(range(0, total, shard_size))
+        if i % state.num_processes == state.process_index
+    )
+    # One bar for this process's share; with several tasks it counts papers x tasks.
+    bar = tqdm(total=None if share is None else share * len(todo), desc=label, unit="paper", dynamic_ncols=True,
+               disable=not show_progress_bar or not state.is_main_process or not todo)
+    rows = 0
+    shard: list[dict] = []
+
+    def finish_shard(index: int, items: list[dict]) -> None:
+        if index % state.num_processes != state.process_index or not todo:
+            return
+        name = shard_name(index)
+        ids_path = work / "papers" / f"{name}.jsonl"
+        if ids_path.is_file():
+            if read_ids(ids_path) != [p["id"] for p in items]:
+                raise CollectionError(
+                    f"the input changed since shard {name} was written (its ids differ); pass --overwrite to "
+                    "encode it again from the start."
+                )
+        else:
+            _write_papers(ids_path, items)
+        missing = [t for t in todo if not (work / t / f"{name}.npy").is_file()]
+        bar.update(len(items) * (len(todo) - len(missing)))
+        if not missing:
+            return
+        order = sorted(range(len(items)), key=lambda i: -len(items[i]["text"]))
+        chunk = batch_size * 16
+        computed: dict[str, np.ndarray] = {}
+        for task in missing:
+            source = same_as.get(task, task)
+            if source not in computed and source != task and (work / source / f"{name}.npy").is_file():
+                computed[source] = np.load(work / source / f"{name}.npy")
+            if source in computed:  # identical experts: identical embeddings
+                emb = computed[source]
+                bar.update(len(items))
+            else:
+                emb = np.empty((len(items), encoders[task].dimension), dtype=np.float32)
+                for start in range(0, len(order), chunk):
+                    rows_ = order[start : start + chunk]
+                    emb[rows_] = encoders[task]([items[i]["text"] for i in rows_])
+                    bar.update(len(rows_))
+                computed[task] = emb
+            _save_npy(work / task / f"{name}.npy", emb)
+
+    index = 0
+    for batch in papers.batches():
+        for paper in batch:
+            shard.append(paper)
+            if len(shard) == shard_size:
+                finish_shard(index, shard)
+                index, shard = index + 1, []
+        rows += len(batch)
+    if shard:
+        finish_shard(index, shard)
+        index += 1
+    bar.close()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        manifest = read_manifest(work)
+        sizes = [min(shard_size, rows - i * shard_size) for i in range(index)]
+        for task in tasks:
+            absent = [shard_name(i) for i in range(index) if not (work / task / f"{shard_name(i)}.npy").is_file()]
+            if absent:
+                raise CollectionError(
+                    f"{len(absent)} {task} shard(s) are missing ({', '.join(absent[:5])}...): a process stopped "
+                    "early. Run the same command again to finish them."
+                )
+            manifest["tasks"][task]["complete"] = True
+        manifest.update(papers=rows, shards=sizes)
+        _write_manifest(work, manifest)
+        if staged:  # the new collection is complete: only now does it replace the old one
+            replace_directory(work, output)
+    state.wait_for_everyone()
+    return output
+
+

@@ -1,0 +1,26 @@
+"""``scimult-hf serve`` (registered by :mod:`scimult_hf.cli`)."""
+
+from __future__ import annotations
+
+__all__ = ["register_serve"]
+
+
+def run_serve(args) -> int:
+    from ..released import resolve_model_path
+    from .server import serve
+
+    serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs, max_chars=args.max_chars,
+          batch_size=args.batch_size, device=args.device)
+    return 0
+
+
+def register_serve(sub) -> None:
+    p = sub.add_parser("serve", help="serve a model over HTTP with the Inference Endpoints handler (POST / JSON)")
+    p.add_argument("--model", required=True, help="a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use), or a SciMult (or sentence-transformers) folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--max-inputs", type=int, default=256, help="most inputs per request")
+    p.add_argument("--max-chars", type=int, default=20_000, help="longest input, in characters")
+    p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=run_serve)
