@@ -216,3 +216,27 @@ def test_adding_a_task_keeps_the_others(minilm_scimult, tmp_path):
     other = write_jsonl(tmp_path / "other.jsonl", sample_rows(5))
     with pytest.raises(ValueError, match="another input file"):
         encode_corpus(str(minilm_scimult), other, out, show_progress_bar=False)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_experts_that_differ_give_each_task_its_own_embeddings(tiny_scimult, tmp_path, backend):
+    """A model whose experts differ (the tiny random one, unlike the untrained default): each task's shards hold
+    that task's embeddings, as ``encode(task=...)`` computes them, and the tasks differ."""
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
+    from helpers import PAPERS
+
+    from scimult_hf.models.folder import load_sentence_transformer
+
+    rows = [{"id": f"p{i}", "title": t.split(" [SEP] ")[0], "abstract": t.partition(" [SEP] ")[2]}
+            for i, t in enumerate(PAPERS)]
+    papers = write_jsonl(tmp_path / "papers.jsonl", rows)
+    out = encode_corpus(str(tiny_scimult), papers, tmp_path / "c", tasks=["search", "classification"],
+                        shard_size=2, backend=backend, show_progress_bar=False)
+    collection = Collection(out)
+    st = load_sentence_transformer(tiny_scimult)
+    texts = [r["title"] + (" [SEP] " + r["abstract"] if r["abstract"] else "") for r in rows]
+    for task in ("search", "classification"):
+        expected = st.encode(texts, task=task, convert_to_numpy=True)
+        np.testing.assert_allclose(collection.embeddings(task), expected, atol=2e-5)
+    assert not np.allclose(collection.embeddings("search"), collection.embeddings("classification"), atol=1e-3)

@@ -120,3 +120,26 @@ def test_model_fingerprint_tracks_weights():
         next(st.parameters()).add_(1.0)
     assert model_fingerprint(st) == f1  # memoised per model object
     assert model_fingerprint(st, refresh=True) != f1
+
+
+def test_faiss_inverted_file_index_for_large_collections():
+    """From ``ivf_from`` rows the one FAISS builder makes an inverted-file index (trained on a sample across the
+    shards, a share of the lists probed) whose top-10 mostly agrees with exact search on clustered vectors."""
+    pytest.importorskip("faiss")
+    from scimult_hf.retrieval.search import FAISS_NPROBE_SHARE, faiss_index
+
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((50, 32)).astype(np.float32)
+    corpus = centres[rng.integers(0, 50, 20_000)] + 0.3 * rng.standard_normal((20_000, 32)).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    queries = corpus[rng.integers(0, 20_000, 50)] + 0.05 * rng.standard_normal((50, 32)).astype(np.float32)
+    shards = [(s, corpus[s : s + 6000]) for s in range(0, 20_000, 6000)]  # uneven shards, as a collection has
+    index = faiss_index(lambda: iter(shards), 20_000, 32, ivf_from=10_000)
+    assert type(index).__name__ == "IndexIVFFlat" and index.ntotal == 20_000
+    assert index.nlist == int(20_000 ** 0.5) and index.nprobe == max(1, round(index.nlist * FAISS_NPROBE_SHARE))
+    _, approx = index.search(queries, 10)
+    _, exact = exact_topk(queries, corpus, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx.tolist(), exact.tolist())])
+    assert recall >= 0.8, recall
+    flat = faiss_index(lambda: iter(shards), 20_000, 32, ivf_from=20_001)
+    assert type(flat).__name__ == "IndexFlatIP"

@@ -198,10 +198,24 @@ def test_export_keeps_prompts_and_normalisation(tmp_path, minilm_scimult, minilm
                                atol=1e-5, rtol=0)
 
 
-def test_failed_save_leaves_nothing(tmp_path, tokenizer):
+def test_failed_save_leaves_nothing(tmp_path, tokenizer, monkeypatch):
+    """A save that fails half way (weights and tokenizer written, the sentence-transformers files not) leaves no
+    output and no staging folder."""
+    from scimult_hf.models import folder
+
+    written = []
+
+    def fail_after_the_weights(staging, *args, **kwargs):
+        written.extend(p.name for p in staging.iterdir())
+        raise OSError("disk full")
+
+    monkeypatch.setattr(folder, "_build_and_save", fail_after_the_weights)
+    with pytest.raises(OSError, match="disk full"):
+        save_sentence_transformer(tiny_model("attention"), tokenizer, tmp_path / "x")
+    assert "model.safetensors" in written  # the failure came after staging had started
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(TypeError, match="SciMultModel"):
         save_sentence_transformer(torch.nn.Linear(2, 2), tokenizer, tmp_path / "x")
-    assert not (tmp_path / "x").exists()
 
 
 def test_cli_upcycle_and_export(tmp_path, minilm_path, capsys):

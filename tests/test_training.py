@@ -285,3 +285,43 @@ def test_prepare_writes_parquet_with_provenance_and_train_reads_it(tmp_path, tin
     assert main(["train", "--model", str(tiny_bert), "--prepared", str(out), "--output", str(tmp_path / "run"),
                  "--max-steps", "2", "--batch-size", "4", "--max-seq-length", "32"]) == 0
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+class _TableModel(torch.nn.Module):
+    """Stands in for the SentenceTransformer: each text's embedding is a fixed row, looked up by its first token id."""
+
+    def __init__(self, table: dict[int, list[float]]):
+        super().__init__()
+        self.table = table
+
+    def forward(self, features):
+        rows = [self.table[int(ids[0])] for ids in features["input_ids"]]
+        return {"sentence_embedding": torch.tensor(rows)}
+
+
+def _features(first_ids: list[int]) -> dict:
+    ids = torch.tensor([[i, 7, 7] for i in first_ids])
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def test_loss_masks_repeated_positives_and_hard_negatives_that_are_the_positive():
+    """Two anchors with the same positive text: neither is the other's negative (loss 0, where plain InfoNCE
+    gives log 2); a hard negative that is the row's own positive text is masked too."""
+    import math
+
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    from scimult_hf.training.loss import SciMultInfoNCELoss
+
+    table = {1: [1.0, 0.0], 2: [0.9, 0.1], 5: [1.0, 0.2], 9: [0.8, 0.6]}
+    anchors, positives = _features([1, 2]), _features([5, 5])  # one positive text for both rows
+    loss = SciMultInfoNCELoss(_TableModel(table), scale=20.0)
+    assert float(loss([anchors, positives])) == pytest.approx(0.0, abs=1e-6)
+    plain = MultipleNegativesRankingLoss(_TableModel(table), scale=20.0)
+    assert float(plain([anchors, positives], None)) == pytest.approx(math.log(2), abs=1e-4)
+    # A hard-negative column holding the row's own positive text is masked; a true negative still counts.
+    with_negatives = float(loss([anchors, positives, _features([5, 9])]))
+    only_true_negative = float(loss([_features([1]), _features([5]), _features([9])]))
+    assert with_negatives > 0 and only_true_negative > 0
+    row0 = math.log(1 + math.exp(20.0 * (0.8 - 1.0 / math.sqrt(1.04))))  # cosines: negative 9 0.8, positive 5
+    assert only_true_negative == pytest.approx(row0, rel=1e-4)

@@ -51,6 +51,7 @@ class SciMultConfig(PreTrainedConfig):
     [1, 3]
     >>> config.task_id("document")
     0
+
     ```
     """
 

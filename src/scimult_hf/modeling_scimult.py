@@ -336,6 +336,7 @@ class SciMultModel(SciMultPreTrainedModel):
     >>> out = model(input_ids=ids, task=["search", "classification"])
     >>> out.pooler_output.shape
     torch.Size([2, 32])
+
     ```
     """
 
