@@ -494,65 +494,53 @@ def test_dict_without_encoder_params_is_not_a_scimult_checkpoint(tmp_path):
     assert "lacks ['encoder_params']" in message and "'optimizer_dict'" in message
 
 
-def test_key_that_maps_nowhere(tmp_path):
-    checkpoint = plain_checkpoint("scimult_moe_attn_s1")
-    gate = torch.zeros(3, 24)
-    for prefix in ("question_model", "ctx_model"):
-        checkpoint["model_dict"][f"{prefix}.encoder.encoder.layer.1.attention.self.moe_gate.weight"] = gate
-    path = tmp_path / "gate.ckpt"
-    torch.save(checkpoint, path)
-    message = convert_fails(tmp_path, path)
-    assert "map nowhere" in message
-    assert "question_model.encoder.encoder.layer.1.attention.self.moe_gate.weight" in message
+PREFIXES = ("question_model", "ctx_model")
 
 
-def test_projection_head_maps_nowhere(tmp_path):
-    checkpoint = plain_checkpoint("scimult_moe_attn_s1")
-    checkpoint["model_dict"]["question_model.linear.weight"] = torch.zeros(8, 24)
-    path = tmp_path / "linear.ckpt"
-    torch.save(checkpoint, path)
-    message = convert_fails(tmp_path, path)
-    assert "map nowhere" in message and "question_model.linear.weight" in message
+def _add_gate(model_dict):
+    for prefix in PREFIXES:
+        model_dict[f"{prefix}.encoder.encoder.layer.1.attention.self.moe_gate.weight"] = torch.zeros(3, 24)
 
 
-def test_weight_left_unfilled(tmp_path):
-    checkpoint = plain_checkpoint("scimult_moe_attn_s1")
-    for prefix in ("question_model", "ctx_model"):
-        del checkpoint["model_dict"][f"{prefix}.encoder.encoder.layer.2.output.LayerNorm.bias"]
-    path = tmp_path / "missing.ckpt"
-    torch.save(checkpoint, path)
-    message = convert_fails(tmp_path, path)
-    assert "left unfilled" in message and "encoder.layer.2.output.LayerNorm.bias" in message
+def _add_projection_head(model_dict):
+    model_dict["question_model.linear.weight"] = torch.zeros(8, 24)
 
 
-def test_missing_expert_is_caught(tmp_path):
-    checkpoint = plain_checkpoint("scimult_moe_attn_s1")
-    for prefix in ("question_model", "ctx_model"):
+def _drop_layer_norm_bias(model_dict):
+    for prefix in PREFIXES:
+        del model_dict[f"{prefix}.encoder.encoder.layer.2.output.LayerNorm.bias"]
+
+
+def _drop_an_expert(model_dict):
+    for prefix in PREFIXES:
         for part in ("weight", "bias"):
-            del checkpoint["model_dict"][f"{prefix}.encoder.encoder.layer.3.attention.self.moe_key.2.{part}"]
-    path = tmp_path / "missing_expert.ckpt"
-    torch.save(checkpoint, path)
-    message = convert_fails(tmp_path, path)
-    assert "left unfilled" in message and "encoder.layer.3.attention.self.key.experts.2.bias" in message
+            del model_dict[f"{prefix}.encoder.encoder.layer.3.attention.self.moe_key.2.{part}"]
 
 
-def test_unshared_encoders(tmp_path):
-    checkpoint = plain_checkpoint("scimult_moe_attn_s1")
+def _unshare_one_weight(model_dict):
     key = "ctx_model.encoder.encoder.layer.0.attention.self.query.weight"
-    checkpoint["model_dict"][key] = checkpoint["model_dict"][key].clone() + 1e-3
-    path = tmp_path / "unshared.ckpt"
-    torch.save(checkpoint, path)
-    message = convert_fails(tmp_path, path)
-    assert "not shared" in message and "encoder.layer.0.attention.self.query.weight" in message
+    model_dict[key] = model_dict[key].clone() + 1e-3
 
 
-def test_encoder_halves_with_different_keys(tmp_path):
+def _drop_from_one_half(model_dict):
+    del model_dict["ctx_model.encoder.embeddings.LayerNorm.bias"]
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (_add_gate, ["map nowhere", "question_model.encoder.encoder.layer.1.attention.self.moe_gate.weight"]),
+    (_add_projection_head, ["map nowhere", "question_model.linear.weight"]),
+    (_drop_layer_norm_bias, ["left unfilled", "encoder.layer.2.output.LayerNorm.bias"]),
+    (_drop_an_expert, ["left unfilled", "encoder.layer.3.attention.self.key.experts.2.bias"]),
+    (_unshare_one_weight, ["not shared", "encoder.layer.0.attention.self.query.weight"]),
+    (_drop_from_one_half, ["not shared", "embeddings.LayerNorm.bias"]),
+], ids=lambda v: v.__name__.strip("_") if callable(v) else "")
+def test_model_dict_that_does_not_fit_is_refused(tmp_path, edit, expected):
     checkpoint = plain_checkpoint("scimult_moe_attn_s1")
-    del checkpoint["model_dict"]["ctx_model.encoder.embeddings.LayerNorm.bias"]
-    path = tmp_path / "half.ckpt"
+    edit(checkpoint["model_dict"])
+    path = tmp_path / "edited.ckpt"
     torch.save(checkpoint, path)
     message = convert_fails(tmp_path, path)
-    assert "not shared" in message and "embeddings.LayerNorm.bias" in message
+    assert all(text in message for text in expected), message
 
 
 def test_equal_but_separately_stored_encoders_are_accepted(tmp_path):

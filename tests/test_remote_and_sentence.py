@@ -232,3 +232,17 @@ def test_cli_upcycle_and_export(tmp_path, minilm_path, capsys):
     assert not (tmp_path / "ex").exists()
     assert main(["export", "--model", str(tmp_path / "up"), "--task", "search", "--output", str(tmp_path / "ex")]) == 0
     assert (tmp_path / "ex" / "modules.json").is_file()
+
+
+def test_upcycle_keeps_the_sources_prompts_and_default_prompt(minilm_path, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from scimult_hf import upcycle
+
+    source = SentenceTransformer(minilm_path, device="cpu")
+    source.prompts, source.default_prompt_name = {"query": "query: ", "passage": "passage: "}, "passage"
+    source.save(str(tmp_path / "source"))
+    upcycle(tmp_path / "source", tmp_path / "up")
+    saved = json.loads((tmp_path / "up" / "config_sentence_transformers.json").read_text())
+    assert {"query": "query: ", "passage": "passage: "}.items() <= saved["prompts"].items()
+    assert saved["default_prompt_name"] == "passage"

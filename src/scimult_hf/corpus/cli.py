@@ -60,7 +60,8 @@ def _search(args) -> int:
     if args.queries:
         with open(args.queries, encoding="utf-8") as f:
             queries += [line.strip() for line in f if line.strip()]
-    results = search_papers(Collection(args.index), queries, k=args.top_k, use_faiss=args.faiss, device=args.device)
+    results = search_papers(Collection(args.index), queries, k=args.top_k, use_faiss=args.faiss, device=args.device,
+                           task=args.task)
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
         return 0
@@ -80,7 +81,8 @@ def _classify(args) -> int:
     collection = Collection(args.index)
     ids = args.id or None
     limit = None if (ids or args.output) else args.limit
-    records = classify_papers(collection, args.labels, k=args.top_k, ids=ids, limit=limit, device=args.device)
+    records = classify_papers(collection, args.labels, k=args.top_k, ids=ids, limit=limit, device=args.device,
+                              task=args.task)
     if args.output:
         from tqdm.auto import tqdm
 
@@ -111,7 +113,7 @@ def _recommend(args) -> int:
     from .commands import recommend_citations
 
     result = recommend_citations(Collection(args.index), paper_id=args.id, text=args.text, k=args.top_k,
-                                 use_faiss=args.faiss, device=args.device)
+                                 use_faiss=args.faiss, device=args.device, task=args.task)
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
@@ -123,8 +125,10 @@ def _recommend(args) -> int:
     return 0
 
 
-def _common(p, *, faiss: bool = True) -> None:
+def _common(p, task: str, *, faiss: bool = True) -> None:
     p.add_argument("--index", required=True, help="collection folder written by `scimult-hf encode`")
+    p.add_argument("--task", default=task, help=f"the collection's task whose expert to use (default: {task}; a "
+                   "model with tasks of its own names them)")
     p.add_argument("--top-k", type=int, default=10, help="results per query or paper (default: 10)")
     if faiss:
         p.add_argument("--faiss", action="store_true",
@@ -171,7 +175,7 @@ def register_encode(sub) -> None:
 
 def register_search(sub) -> None:
     p = sub.add_parser("search", help="top-k papers of a collection for a query (search expert)")
-    _common(p)
+    _common(p, "search")
     p.add_argument("--query", action="append", help="query text (repeat for several)")
     p.add_argument("--queries", help="file with one query per line")
     p.set_defaults(func=_search)
@@ -179,7 +183,7 @@ def register_search(sub) -> None:
 
 def register_classify(sub) -> None:
     p = sub.add_parser("classify", help="top-k labels for papers of a collection (classification expert)")
-    _common(p, faiss=False)
+    _common(p, "classification", faiss=False)
     p.set_defaults(top_k=3)
     p.add_argument("--labels", required=True, help='labels.jsonl with rows {"id", "name"[, "description"]}')
     p.add_argument("--id", action="append", help="classify this paper of the collection (repeat for several)")
@@ -191,7 +195,7 @@ def register_classify(sub) -> None:
 
 def register_recommend(sub) -> None:
     p = sub.add_parser("recommend", help="likely citations for a paper, from a collection (link-prediction expert)")
-    _common(p)
+    _common(p, "link_prediction")
     p.add_argument("--id", help="id of a paper in the collection")
     p.add_argument("--text", help="a paper's text: 'title [SEP] abstract' (or its title)")
     p.set_defaults(func=_recommend)

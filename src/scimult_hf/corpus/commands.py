@@ -31,27 +31,29 @@ def _hits(collection: Collection, scores: np.ndarray, rows: np.ndarray) -> list[
 
 
 def search_papers(collection: Collection, queries: Sequence[str], *, k: int = 10, use_faiss: bool = False,
-                  device: str | None = None) -> list[dict]:
-    """``[{"query", "results": [{"rank", "score", "id", "title"}, ...]}, ...]``."""
+                  device: str | None = None, task: str = "search") -> list[dict]:
+    """``[{"query", "results": [{"rank", "score", "id", "title"}, ...]}, ...]``; ``task``: the collection's task
+    whose expert searches (a model's own task name works too)."""
     queries = [q for q in queries if q and q.strip()]
     if not queries:
         raise InputError("give at least one non-empty query (--query TEXT or --queries FILE).")
-    encoder = collection.encoder("search", device=device)
-    scores, rows = collection.top_k("search", encoder(list(queries), role="query"), k, use_faiss=use_faiss)
+    encoder = collection.encoder(task, device=device)
+    scores, rows = collection.top_k(task, encoder(list(queries), role="query"), k, use_faiss=use_faiss)
     return [{"query": q, "results": _hits(collection, s, r)} for q, s, r in zip(queries, scores, rows)]
 
 
 def classify_papers(collection: Collection, labels: str | os.PathLike, *, k: int = 3,
                     ids: Sequence[str] | None = None, limit: int | None = None,
-                    device: str | None = None) -> Iterator[dict]:
-    """``{"id", "title", "labels": [{"rank", "score", "id", "name"}, ...]}`` per paper, shard by shard.
+                    device: str | None = None, task: str = "classification") -> Iterator[dict]:
+    """``{"id", "title", "labels": [{"rank", "score", "id", "name"}, ...]}`` per paper, shard by shard, through
+    ``task``'s expert.
 
     ``ids``: only these papers (in this order); else every paper, or the first ``limit``.
     """
     from ..retrieval import load_labels
 
     label_rows = load_labels(labels)
-    encoder = collection.encoder("classification", device=device)
+    encoder = collection.encoder(task, device=device)
     label_emb = encoder([label["text"] for label in label_rows], role="document")
     kk = min(k, len(label_rows))
 
@@ -64,10 +66,10 @@ def classify_papers(collection: Collection, labels: str | os.PathLike, *, k: int
     if ids is not None:
         for pid in ids:
             row = collection.find(pid)
-            yield ranked(collection.paper(row), collection.embedding("classification", row) @ label_emb.T)
+            yield ranked(collection.paper(row), collection.embedding(task, row) @ label_emb.T)
         return
     done = 0
-    for offset, emb in collection.shards("classification"):
+    for offset, emb in collection.shards(task):
         scores = np.asarray(emb, dtype=np.float32) @ label_emb.T
         for i in range(len(scores)):
             if limit is not None and done >= limit:
@@ -77,18 +79,20 @@ def classify_papers(collection: Collection, labels: str | os.PathLike, *, k: int
 
 
 def recommend_citations(collection: Collection, *, paper_id: str | None = None, text: str | None = None,
-                        k: int = 10, use_faiss: bool = False, device: str | None = None) -> dict:
-    """``{"paper": {"id", "title"} or {"text"}, "results": [{"rank", "score", "id", "title"}, ...]}``."""
+                        k: int = 10, use_faiss: bool = False, device: str | None = None,
+                        task: str = "link_prediction") -> dict:
+    """``{"paper": {"id", "title"} or {"text"}, "results": [{"rank", "score", "id", "title"}, ...]}`` through
+    ``task``'s expert."""
     if (paper_id is None) == (text is None):
         raise InputError("name the paper with exactly one of --id (a paper of the collection) or --text.")
     if paper_id is not None:
         row = collection.find(paper_id)
-        query = collection.embedding("link_prediction", row)[None, :]
+        query = collection.embedding(task, row)[None, :]
         exclude, paper = [[row]], collection.paper(row)
     else:
         if not text.strip():
             raise InputError("--text is empty; give the paper as 'title [SEP] abstract' (or just its title).")
-        query = collection.encoder("link_prediction", device=device)([text], role="query")
+        query = collection.encoder(task, device=device)([text], role="query")
         exclude, paper = None, {"text": text}
-    scores, rows = collection.top_k("link_prediction", query, k, use_faiss=use_faiss, exclude=exclude)
+    scores, rows = collection.top_k(task, query, k, use_faiss=use_faiss, exclude=exclude)
     return {"paper": paper, "results": _hits(collection, scores[0], rows[0])}

@@ -95,6 +95,13 @@ def _max_cutoff(metrics: Iterable[str]) -> int | None:
     return best
 
 
+def _how_to_encode(st, task: str, prompt_name: str | None) -> tuple[str, str | None, str | None]:
+    """``(similarity, expert, prompt name)``: how ``st`` compares, which expert ``task`` uses (None for a plain
+    model) and the prompt the package's one rule picks (:func:`~scimult_hf.models.tasks.prompt_for`)."""
+    expert = task if task_names(st) is not None else None
+    return similarity_kind(st), expert, prompt_for(st, expert, prompt_name)
+
+
 def _base_result(model, st, task, expert, name, split, form, prompt_name, similarity, model_name) -> dict:
     return {
         "model": model_name or model_label(model, st),
@@ -152,9 +159,7 @@ def evaluate_retrieval(
         main_metric = "ndcg@10" if "ndcg@10" in metrics else metrics[0]
     if ignore_identical_ids is None:
         ignore_identical_ids = task == "link_prediction"
-    similarity = similarity_kind(st)
-    expert = task if task_names(st) is not None else None
-    prompt_name = prompt_for(st, expert, prompt_name)
+    similarity, expert, prompt_name = _how_to_encode(st, task, prompt_name)
     timings: dict[str, float] = {}
 
     query_ids = list(data.queries["id"])
@@ -268,9 +273,7 @@ def evaluate_classification(
     if not isinstance(data, ClassificationData):
         data = load_classification(data, split=split, multi_label=multi_label)
     cache = _make_cache(cache_dir, cache)
-    similarity = similarity_kind(st)
-    expert = task if task_names(st) is not None else None
-    prompt_name = prompt_for(st, expert, prompt_name)
+    similarity, expert, prompt_name = _how_to_encode(st, task, prompt_name)
     timings: dict[str, float] = {}
 
     paper_ids = list(data.papers["id"])

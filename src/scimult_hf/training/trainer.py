@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..configuration_scimult import DEFAULT_TASKS
 from ..errors import InputError
 from .data import TaskData
 
@@ -205,12 +204,12 @@ def _check_data(base: str | os.PathLike, data: dict[str, TaskData]) -> None:
     """Every task of the data is a task of the model (a SciMult folder's own, else the three SciMult tasks)."""
     if not data:
         raise InputError("no training data: give at least one task.")
-    valid = set(DEFAULT_TASKS)
-    base_config = Path(base) / "config.json"
-    if base_config.is_file():  # a SciMult folder to train further: its own tasks and aliases
-        saved = json.loads(base_config.read_text(encoding="utf-8"))
-        if saved.get("model_type") == "scimult":
-            valid = set(saved.get("tasks") or DEFAULT_TASKS) | set(saved.get("task_aliases") or {})
+    from ..configuration_scimult import SciMultConfig
+    from ..models.folder import model_type
+
+    # A SciMult folder trains its own tasks; a BERT is upcycled with the default ones. The config answers.
+    config = SciMultConfig.from_pretrained(base) if model_type(os.fspath(base)) == "scimult" else SciMultConfig()
+    valid = set(config.valid_task_names())
     unknown = sorted(set(data) - valid)
     if unknown:
         raise InputError(f"unknown tasks {unknown} in the training data; the model's tasks are {sorted(valid)}.")
