@@ -434,7 +434,7 @@ def test_pickle_that_runs_code_is_never_executed(tmp_path):
     from scimult_hf.convert import checkpoint as checkpoint_module
 
     original = checkpoint_module._check_archive
-    checkpoint_module._check_archive = lambda path: None
+    checkpoint_module._check_archive = lambda path, records=None: None
     try:
         with pytest.raises(CheckpointError, match="refused or failed"):
             load_original_checkpoint(path)

@@ -65,12 +65,12 @@ class ReleasedModel:
 
 
 RELEASED: dict[str, ReleasedModel] = {
-    "scimult-moe": ReleasedModel(
-        "scimult_moe.ckpt", 1_649_705_885, "0410d0b8a49fab7bc0623d4385afa7b7824c289690241884761513d99c5e21ec",
-        "SciMult-MoE: one attention expert per task in every second layer", 549_000_000),
     "scimult-vanilla": ReleasedModel(
         "scimult_vanilla.ckpt", 1_309_392_285, "65b9f1e48ab9b13fb4917ae6446e8a546c3c21b726670c9deabbf9862d26e7ba",
         "SciMult without experts (BERT-base)", 436_000_000, example_task=None),
+    "scimult-moe": ReleasedModel(
+        "scimult_moe.ckpt", 1_649_705_885, "0410d0b8a49fab7bc0623d4385afa7b7824c289690241884761513d99c5e21ec",
+        "SciMult-MoE: one attention expert per task in every second layer", 549_000_000),
     "scimult-moe-pmcpatients-par": ReleasedModel(
         "scimult_moe_pmcpatients_par.ckpt", 1_649_722_333,
         "46d4452232fc3cdbf14049ab1694950d3fbacf8bed9397666f1717f92315951e",
