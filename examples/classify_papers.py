@@ -22,9 +22,11 @@ with tempfile.TemporaryDirectory() as tmp:
     encode_corpus(str(default_model_path()), papers, f"{tmp}/index", tasks=["classification"])
     ranked = list(classify_papers(Collection(f"{tmp}/index"), labels, k=3))
 
+# Shown: eight papers with English titles (MEDLINE brackets the English translation of a foreign title).
+shown = [r for r in ranked if not r["title"].startswith("[")][:8]
 print(table(["paper", "label 1", "label 2", "label 3"],
             [[shorten(r["title"], 50)] + [f"{lab['name']} ({lab['score']:.2f})" for lab in r["labels"]]
-             for r in ranked[:8]]))
+             for r in shown]))
 with open(papers, encoding="utf-8") as f:
     gold = {row["id"]: set(row.get("labels", [])) for row in map(json.loads, f)}
 if any(gold.values()):

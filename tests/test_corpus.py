@@ -177,7 +177,7 @@ def test_two_processes_write_what_one_writes(minilm_scimult, tmp_path):
         ([{"id": "1", "title": "x"}], ["--task", "search,summarise"], "unknown task 'summarise'"),
         (None, [], "is empty: it holds no papers"),
         ([{"id": "1", "title": "x"}], ["--model", "/nowhere/model"], "/nowhere/model"),
-        ([{"id": "1", "title": ""}, {"id": "2", "title": "x"}], [], "paper 1 (id 1): no text in 'title' or 'abstract'"),
+        ([{"id": "1", "title": ""}, {"id": "2", "title": "x"}], [], "line 1 (id 1): no text in 'title' or 'abstract'"),
     ],
     ids=["missing-column", "unknown-task", "empty-file", "missing-model", "empty-text"],
 )
@@ -240,3 +240,57 @@ def test_experts_that_differ_give_each_task_its_own_embeddings(tiny_scimult, tmp
         expected = st.encode(texts, task=task, convert_to_numpy=True)
         np.testing.assert_allclose(collection.embeddings(task), expected, atol=2e-5)
     assert not np.allclose(collection.embeddings("search"), collection.embeddings("classification"), atol=1e-3)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (b'{"id": "x", "title": ', "papers.jsonl, line 150: not valid JSON"),
+    (b'{"id": "u", "title": "caf\xe9"}', "papers.jsonl, line 150: not UTF-8"),
+    (b'{"id": "", "title": "no id"}', "papers.jsonl, line 150: no id in column 'id'"),
+    (b'{"id": "p3", "title": "a second p3"}', "papers.jsonl, line 150: id 'p3' repeats line 4"),
+], ids=["malformed-json", "not-utf8", "empty-id", "duplicate-id"])
+def test_a_bad_line_deep_in_the_input_stops_before_the_model_loads(bad, message, minilm_scimult, tmp_path, monkeypatch,
+                                                                  capsys):
+    """The whole input is checked before the model loads (a streamed pass: I/O only), and the error names the file
+    and the line; a repeated id is refused (search would list two papers under one id)."""
+    from scimult_hf.corpus import encoders
+
+    lines = [json.dumps({"id": f"p{i}", "title": f"Paper {i}"}).encode() for i in range(1, 200)]
+    lines[149] = bad
+    papers = tmp_path / "papers.jsonl"
+    papers.write_bytes(b"\n".join(lines) + b"\n")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(encoders, "load_sentence_model", no_model)
+    assert main(["encode", "--model", str(minilm_scimult), "--input", str(papers), "--output", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+
+
+def test_resuming_with_changed_weights_is_refused(tiny_scimult, tmp_path):
+    """Same model path, new weights: resuming would mix two models' embeddings in one collection."""
+    import shutil
+
+    from helpers import PAPERS
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_scimult, model)
+    papers = write_jsonl(tmp_path / "papers.jsonl", [{"id": str(i), "title": t} for i, t in enumerate(PAPERS)])
+    encode_corpus(str(model), papers, tmp_path / "c", shard_size=2, show_progress_bar=False)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes())  # rewritten (as a further training run would): a new file
+    with pytest.raises(ValueError, match="started with other weights"):
+        encode_corpus(str(model), papers, tmp_path / "c", shard_size=2, show_progress_bar=False)
+
+
+def test_shards_are_small_enough_to_resume_and_the_bar_counts_only_model_work(minilm_scimult, tmp_path, capsys):
+    """Default shards of 1,000 papers (a stop loses at most one shard); with identical experts the second task's
+    embeddings are copies, not work, so the bar's total is the papers once."""
+    import inspect
+
+    assert inspect.signature(encode_corpus).parameters["shard_size"].default == 1_000
+    papers = write_jsonl(tmp_path / "papers.jsonl", sample_rows(20))
+    encode_corpus(str(minilm_scimult), papers, tmp_path / "c", tasks=["search", "classification"], batch_size=4)
+    err = capsys.readouterr().err
+    assert "20/20" in err and "/40" not in err, err[-500:]

@@ -3,6 +3,7 @@ request, and the same handler served over loopback HTTP with concurrent requests
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -72,11 +73,13 @@ def post(url: str, body: bytes) -> tuple[int, object]:
         return err.code, json.loads(err.read())
 
 
-def test_local_server_over_loopback_with_concurrent_requests(handler):
+@contextlib.contextmanager
+def running(app):
+    """``app`` served by uvicorn on a free loopback port; yields its URL."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(make_app(handler), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -84,7 +87,14 @@ def test_local_server_over_loopback_with_concurrent_requests(handler):
         while not server.started:
             assert time.time() < deadline, "server did not start"
             time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/"
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_local_server_over_loopback_with_concurrent_requests(handler):
+    with running(make_app(handler)) as url:
         with urllib.request.urlopen(url + "health", timeout=10) as resp:
             assert json.loads(resp.read()) == {"status": "ok"}
         tasks = ["search", "link_prediction", "classification"] * 4
@@ -98,6 +108,38 @@ def test_local_server_over_loopback_with_concurrent_requests(handler):
         assert status == 400 and body["error"]["code"] == "unknown_task"
         status, body = post(url, b"{not json")
         assert status == 400 and body["error"]["code"] == "bad_json"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+
+
+def test_odd_parameters_and_deep_json_are_400_not_500(handler):
+    with running(make_app(handler)) as url:
+        for params in ({"task": "search", "prompt_name": ["a"]}, {"task": {"x": 1}}, {"task": "search", "prompt_name": {}}):
+            status, body = post(url, json.dumps({"inputs": ["ok"], "parameters": params}).encode())
+            assert status == 400 and body["error"]["code"] == "bad_parameters", (params, body)
+        status, body = post(url, b"[" * 20_000 + b"]" * 20_000)  # deeper than the parser recurses
+        assert status == 400 and body["error"]["code"] == "bad_json"
+
+
+def test_a_body_over_the_limit_is_refused_with_413(handler):
+    with running(make_app(handler, max_body_bytes=2_000)) as url:
+        status, body = post(url, json.dumps({"inputs": ["x" * 5_000], "parameters": {"task": "search"}}).encode())
+        assert status == 413 and body["error"]["code"] == "body_too_large"
+        status, _ = post(url, json.dumps({"inputs": ["fits"], "parameters": {"task": "search"}}).encode())
+        assert status == 200
+
+
+class _Slow:
+    """A handler that takes a while per request (what a large batch on a CPU does)."""
+
+    max_inputs, max_chars = 8, 100
+
+    def __call__(self, data):
+        time.sleep(1.0)
+        return [[0.0]]
+
+
+def test_concurrent_encoding_is_bounded_and_the_rest_get_503():
+    with running(make_app(_Slow(), max_concurrent=1, max_waiting=1)) as url:
+        body = json.dumps({"inputs": ["a"]}).encode()
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            statuses = sorted(status for status, _ in pool.map(lambda _: post(url, body), range(5)))
+    assert statuses.count(200) >= 2 and 503 in statuses, statuses  # one encoding, one waiting, the rest refused

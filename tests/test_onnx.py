@@ -36,6 +36,8 @@ def test_export_writes_a_fused_graph_and_int8(onnx_folder):
     ops = {n.op_type for n in onnx.load(onnx_folder / "onnx" / FP32).graph.node}
     assert {"Attention", "SkipLayerNormalization", "EmbedLayerNormalization"} <= ops  # onnxruntime fused BERT
     assert (onnx_folder / "onnx" / INT8).stat().st_size < (onnx_folder / "onnx" / FP32).stat().st_size / 3
+    for file in (FP32, INT8):  # the output name sentence-transformers' ONNX backend reads
+        assert [o.name for o in onnx.load(onnx_folder / "onnx" / file).graph.output] == ["last_hidden_state"]
 
 
 def test_fp32_matches_pytorch_and_int8_is_close(onnx_folder, minilm_scimult, texts):

@@ -15,13 +15,14 @@ from huggingface_hub import ModelCard
 
 from scimult_hf.cli import main
 from scimult_hf.hub.cards import converted_model_card
-from scimult_hf.hub.publish import HANDLER_PY, card_with_results, push_model
+from scimult_hf.hub.publish import HANDLER_FILE, card_with_results, push_model
 
 CARD = """---
 license: mit
 library_name: sentence-transformers
 tags:
 - scimult
+- mixture-of-experts
 base_model: sentence-transformers/all-MiniLM-L6-v2
 ---
 
@@ -85,7 +86,8 @@ def test_card_results_parse_back_as_model_index(model_folder, tmp_path):
     assert data.model_name == "scimult-org/tiny"
     got = {(e.dataset_type, e.metric_type): e.metric_value for e in data.eval_results}
     assert got == {("scifact", "ndcg_at_10"): 0.648, ("scifact", "recall_at_100"): 0.925}
-    assert (out / "handler.py").read_text() == HANDLER_PY
+    assert (out / "handler.py").read_bytes() == HANDLER_FILE.read_bytes()
+    assert "scimult" not in (out / "requirements.txt").read_text()  # nothing a package index lacks
 
 
 def test_converted_card_stub_parses(tmp_path):
@@ -105,6 +107,36 @@ def test_cardless_or_metadata_less_push_is_refused(model_folder, tmp_path, capsy
     assert not (tmp_path / "d2").exists()
 
 
+def test_a_card_for_another_model_is_refused(model_folder, tmp_path):
+    """The card of a converted BiomedBERT release, or one that contradicts the model's experts, is not pushed."""
+    from scimult_hf.hub.cards import render_card
+
+    released = render_card((Path(__file__).resolve().parents[1] / "model_cards" / "scimult_moe.md").read_text(),
+                           "o/n", task="search")
+    with pytest.raises(ValueError, match="converted SciMult release"):
+        push_model(model_folder, "o/n", released, dry_run=tmp_path / "a")
+    no_experts = CARD.replace("- mixture-of-experts\n", "")
+    with pytest.raises(ValueError, match="does not say mixture-of-experts"):
+        push_model(model_folder, "o/n", no_experts, dry_run=tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_dry_run_output_inside_the_model_folder_is_refused_and_overwrite_exists(model_folder, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(model_folder, model)
+    card = tmp_path / "card.md"
+    card.write_text(CARD)
+    argv = ["push", "--model", str(model), "--repo", "o/n", "--card", str(card), "--dry-run"]
+    assert main(argv + [str(model / "dry")]) == 2
+    assert "inside the model folder" in capsys.readouterr().err and not (model / "dry").exists()
+    assert main(argv + [str(tmp_path / "dry")]) == 0
+    assert main(argv + [str(tmp_path / "dry")]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(argv + [str(tmp_path / "dry"), "--overwrite"]) == 0
+
+
 def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, tmp_path, tokenizer):
     card = tmp_path / "card.md"
     card.write_text(CARD)
@@ -113,7 +145,14 @@ def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, 
                  "--dry-run", str(dry)]) == 0
     snapshot = hub_cache(tmp_path / "hub", "scimult-org/tiny", dry)
     code = textwrap.dedent(f"""
-        import json, sys, torch
+        import importlib.abc, json, sys, torch
+
+        class NotInstalled(importlib.abc.MetaPathFinder):  # as on a machine without scimult-hf
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] == "scimult_hf":
+                    raise ModuleNotFoundError("No module named 'scimult_hf'")
+
+        sys.meta_path.insert(0, NotInstalled())
         from transformers import AutoModel, AutoTokenizer
         from sentence_transformers import SentenceTransformer
         model = AutoModel.from_pretrained("scimult-org/tiny", trust_remote_code=True).eval()
@@ -123,8 +162,14 @@ def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, 
             auto = model(**batch, task="search").pooler_output.tolist()
         st = SentenceTransformer("scimult-org/tiny", trust_remote_code=True, device="cpu").encode({PAPERS!r}, task="search")
         export = SentenceTransformer({str(snapshot / "exports" / "search")!r}, device="cpu")
+        sys.path.insert(0, {str(snapshot)!r})  # the repository's handler.py, as Inference Endpoints load it
+        from handler import EndpointHandler
+        served = EndpointHandler({str(snapshot)!r}, device="cpu")({{"inputs": {PAPERS!r}, "parameters": {{"task": "search"}}}})
+        wrong = EndpointHandler({str(snapshot / "exports" / "search")!r}, device="cpu")(
+            {{"inputs": "x", "parameters": {{"task": "classification"}}}})
         assert "scimult_hf" not in sys.modules
-        print("RESULT", json.dumps({{"auto": auto, "st": st.tolist(), "export": export.encode({PAPERS!r}).tolist()}}))
+        print("RESULT", json.dumps({{"auto": auto, "st": st.tolist(), "export": export.encode({PAPERS!r}).tolist(),
+                                     "served": served, "wrong": wrong}}))
     """)
     proc = run_python(code, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_HUB_CACHE": str(tmp_path / "hub")},
                       cwd=tmp_path)
@@ -132,6 +177,8 @@ def test_dry_run_folder_loads_by_repo_id_from_a_hub_cache_offline(model_folder, 
     got = json.loads(proc.stdout.split("RESULT", 1)[1])
     np.testing.assert_allclose(got["st"], got["auto"], atol=1e-5)
     np.testing.assert_allclose(got["export"], got["auto"], atol=1e-5)
+    np.testing.assert_allclose(got["served"], got["auto"], atol=1e-5)  # the repository serves on its own
+    assert got["wrong"]["error"]["code"] == "unknown_task"  # a search export refuses another task
 
 
 def test_train_push_to_hub_hands_over_to_publishing(tmp_path, monkeypatch, tokenizer):

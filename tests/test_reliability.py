@@ -17,6 +17,7 @@ from helpers import PAPERS, tiny_model, write_beir
 
 from scimult_hf import SciMultModel, export_task, load_sentence_transformer
 from scimult_hf.cli import main
+from scimult_hf.errors import DiskFullError
 from scimult_hf.io import atomic_directory, remove_leftovers, staging_name
 from scimult_hf.retrieval import EmbeddingCache, encode_by_task, load_beir, load_classification, load_qrels
 from scimult_hf.retrieval.data import DataFormatError
@@ -343,3 +344,64 @@ def test_nested_staging_of_a_dead_writer_is_removed_with_its_target(tmp_path):
     nested.mkdir()
     remove_leftovers(tmp_path, "model")
     assert not nested.exists()
+
+
+# ------------------------------------------------------------------------------------------ found by outside trials
+def test_a_model_that_exists_nowhere_fails_at_once_naming_it(tmp_path, capsys):
+    """Offline, an unknown Hub id is named in one line before any library loads (not after minutes of retries);
+    a missing local folder likewise."""
+    import time
+
+    start = time.perf_counter()
+    assert main(["export", "--model", "no/such-model", "--task", "search", "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "'no/such-model'" in err and "HF_HUB_OFFLINE" in err
+    assert main(["export", "--model", str(tmp_path / "missing"), "--task", "search", "--output", str(tmp_path / "y")]) == 2
+    assert "no model folder at" in capsys.readouterr().err
+    assert time.perf_counter() - start < 30  # seconds, not minutes (generous for a loaded CI machine)
+
+
+def test_qrels_score_out_of_range_is_named(tmp_path):
+    data = write_beir(tmp_path / "beir", "q1\td1\t100000000000000000000\n")
+    with pytest.raises(DataFormatError, match=r"qrels/test.tsv, line 2: score '100000000000000000000' is out of range"):
+        load_beir(data)
+
+
+def test_a_full_disk_is_one_line_and_replaces_nothing(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from scimult_hf import io
+
+    out = tmp_path / "out.json"
+    out.write_text("old")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match="no space left to write"):
+        with io.atomic_file(out) as tmp:
+            full(tmp)
+    assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    with pytest.raises(DiskFullError):
+        with io.atomic_directory(tmp_path / "folder"):
+            raise OSError("38400 requested and 17376 written")  # numpy's short write
+    assert not (tmp_path / "folder").exists()
+
+
+def test_task_ids_of_the_wrong_type_and_per_row_lists_of_the_wrong_length_are_named(tiny_scimult):
+    from scimult_hf.configuration_scimult import SciMultInputError
+
+    st = load_sentence_transformer(tiny_scimult)
+    batch = st.tokenize(PAPERS[:2])
+    with pytest.raises(SciMultInputError, match="`task_ids` must be an integer expert id"):
+        st[0].model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], task_ids="1")
+    with pytest.raises(SciMultInputError, match="3 names for a batch of 2 rows"):
+        st.encode(PAPERS[:2], task=["search", "classification", "search"])
+
+
+def test_classify_help_states_its_real_default():
+    from scimult_hf.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["classify"]
+    top_k = next(a for a in sub._actions if a.dest == "top_k")
+    assert top_k.default == 3 and "default: 3" in top_k.help

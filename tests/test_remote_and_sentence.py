@@ -2,6 +2,7 @@
 
 import filecmp
 import json
+import sys
 import textwrap
 from pathlib import Path
 
@@ -246,3 +247,44 @@ def test_upcycle_keeps_the_sources_prompts_and_default_prompt(minilm_path, tmp_p
     saved = json.loads((tmp_path / "up" / "config_sentence_transformers.json").read_text())
     assert {"query": "query: ", "passage": "passage: "}.items() <= saved["prompts"].items()
     assert saved["default_prompt_name"] == "passage"
+
+
+@pytest.mark.parametrize("command", ["export", "encode-onnx"])
+def test_no_remote_code_prompt_in_a_terminal(tiny_scimult, tmp_path, command):
+    """At a terminal transformers asks "Do you wish to run the custom code? [y/N]" (and waits) whenever a folder
+    that names remote code is loaded without ``trust_remote_code``: the package's own loads never do that."""
+    from helpers import PAPERS, run_in_terminal, write_jsonl
+
+    if command == "export":
+        argv = ["export", "--model", str(tiny_scimult), "--task", "search", "--output", str(tmp_path / "out")]
+    else:
+        pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
+        papers = write_jsonl(tmp_path / "papers.jsonl", [{"id": str(i), "title": t} for i, t in enumerate(PAPERS)])
+        argv = ["encode", "--model", str(tiny_scimult), "--input", str(papers), "--output", str(tmp_path / "c"),
+                "--backend", "onnx", "--quiet"]
+    code, printed = run_in_terminal([sys.executable, "-m", "scimult_hf.cli", *argv],
+                                    env={"SCIMULT_HF_CACHE": str(tmp_path / "cache")})
+    assert "custom code" not in printed and "[y/N]" not in printed, printed[-2000:]
+    assert code == 0, printed[-2000:]
+
+
+def test_folders_use_the_long_standing_module_paths_readable_files_and_one_max_length(tiny_scimult, tmp_path):
+    """A SciMult folder and an export: ``sentence_transformers.models.*`` class paths (read by sentence-transformers
+    2.x-6.x, TEI, infinity), files any user can read (safetensors writes 0600), the tokenizer limited to the
+    model's maximum sequence length."""
+    import os
+    import stat
+
+    from scimult_hf import export_task
+
+    export = export_task(tiny_scimult, "search", tmp_path / "export")
+    for folder in (tiny_scimult, export):
+        types = [m["type"] for m in json.loads((folder / "modules.json").read_text())]
+        assert types[:2] == ["sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling"]
+        for path in folder.rglob("*"):
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            assert mode & 0o044 == 0o044, f"{path.name} is {oct(mode)}: others cannot read it"
+        limit = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu").max_seq_length
+        assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == limit
+    st = SentenceTransformer(str(tiny_scimult), trust_remote_code=True, device="cpu")  # task routing intact
+    assert not np.allclose(st.encode(PAPERS[:2], task="search"), st.encode(PAPERS[:2], task="classification"))

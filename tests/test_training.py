@@ -74,7 +74,11 @@ def test_each_variant_trains_end_to_end(tmp_path, tiny_bert, pair_files, variant
         first, last = first_and_last(history, task)
         assert last < first, (task, first, last)  # the loss fell
     assert (tmp_path / "run" / "loss.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Hyper-parameters" in (tmp_path / "run" / "README.md").read_text()
+    card, record = (tmp_path / "run" / "README.md").read_text(), (tmp_path / "run" / "training.json").read_text()
+    assert "## Hyper-parameters" in card
+    for text in (card, record):  # published files carry no local paths: names, not /home/... or /tmp/...
+        assert str(tmp_path) not in text and str(Path(tiny_bert).parent) not in text
+    assert json.loads(record)["base_model"] == "tiny-bert" and "base_model: tiny-bert" in card
     st = load_sentence_transformer(folder)
     if variant == "moe":
         weights = load_file(folder / "model.safetensors")

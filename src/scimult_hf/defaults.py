@@ -8,6 +8,11 @@ from pathlib import Path
 DEFAULT_MODEL_NAME = "scimult-all-MiniLM-L6-v2-upcycled"
 
 
+def looks_like_hub_id(path: str) -> bool:
+    """True for ``name`` or ``org/name`` (a Hub repository id), False for anything that can only be a path."""
+    return not os.path.isabs(path) and not path.startswith((".", "~")) and path.count("/") <= 1 and "\\" not in path
+
+
 def cache_dir() -> Path:
     """Where scimult-hf keeps models it builds (``$SCIMULT_HF_CACHE``, else ``~/.cache/scimult_hf``)."""
     return Path(os.environ.get("SCIMULT_HF_CACHE", Path.home() / ".cache" / "scimult_hf"))

@@ -14,7 +14,7 @@ else is a defect and shows its traceback (``--debug`` shows it always).
 
 from __future__ import annotations
 
-__all__ = ["CacheError", "InputError", "MissingDependencyError", "REMOTE_CODE_ERRORS", "ScimultError", "is_user_error"]
+__all__ = ["CacheError", "DiskFullError", "InputError", "MissingDependencyError", "REMOTE_CODE_ERRORS", "ScimultError", "is_user_error"]
 
 
 #: Errors of the remote-code files (``configuration_scimult.SciMultInputError``), which cannot import this module:
@@ -42,3 +42,7 @@ class MissingDependencyError(ScimultError, ImportError):
 
 class CacheError(ScimultError, OSError):
     """A cache entry cannot be written or read."""
+
+
+class DiskFullError(ScimultError, OSError):
+    """An output could not be written for lack of space; nothing was replaced."""

@@ -16,6 +16,7 @@ folder aside and moving the new one in, it puts the old folder back first.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import InputError
+from .errors import DiskFullError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ __all__ = [
     "check_writable",
     "remove_leftovers",
     "replace_directory",
+    "share_as_umask_allows",
     "staging_name",
 ]
 
@@ -149,12 +151,36 @@ def _stage(path: str | os.PathLike) -> tuple[Path, Path]:
     return path, staging_name(path)
 
 
+def _is_disk_full(err: BaseException) -> bool:
+    """True for the ways a full disk shows up: ENOSPC / EDQUOT, numpy's short write, safetensors' StorageFull."""
+    text = str(err)
+    return (getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text
+            or "StorageFull" in text or ("requested and" in text and "written" in text))
+
+
+@contextmanager
+def _disk_full_is_one_error(path: Path) -> Iterator[None]:
+    """Turn a full disk while writing ``path`` into :class:`~scimult_hf.errors.DiskFullError` (one line)."""
+    try:
+        yield
+    except Exception as err:
+        if not _is_disk_full(err):
+            raise
+        free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+        raise DiskFullError(
+            f"no space left to write {path} ({free / 1e6:,.0f} MB free on its device): free some space or write "
+            "to another disk. Nothing was replaced; run the command again to finish."
+        ) from None
+
+
 @contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed."""
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on failure it is removed (a full
+    disk is a :class:`~scimult_hf.errors.DiskFullError`)."""
     path, tmp = _stage(path)
     try:
-        yield tmp
+        with _disk_full_is_one_error(path):
+            yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -167,13 +193,34 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_as_umask_allows(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode a plain ``open`` / ``mkdir`` would (0644 / 0755
+    under the usual umask): some writers (safetensors) create their files 0600, which other users and
+    non-root containers cannot read."""
+    mask = _umask()
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary sibling folder; on success it replaces ``path``, on failure it is removed."""
+    """Yield an empty temporary sibling folder; on success it replaces ``path`` (its files readable as the
+    umask allows), on failure it is removed."""
     path, tmp = _stage(path)
     tmp.mkdir()
     try:
-        yield tmp
+        with _disk_full_is_one_error(path):
+            yield tmp
+        share_as_umask_allows(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -381,6 +381,11 @@ class SciMultModel(SciMultPreTrainedModel):
             if len(set(ids)) == 1:
                 return ids[0]
             return torch.tensor(ids, dtype=torch.long, device=device)
+        if isinstance(task_ids, (str, bytes)) or not isinstance(task_ids, (int, Sequence, torch.Tensor)):
+            raise SciMultInputError(
+                f"`task_ids` must be an integer expert id or one per row (ints or a LongTensor), got "
+                f"{type(task_ids).__name__} {task_ids!r:.40}. {valid} (ids in that order); or pass `task=` names."
+            )
         task_ids = torch.as_tensor(task_ids)
         if task_ids.is_floating_point() or task_ids.is_complex() or task_ids.dtype == torch.bool:
             raise SciMultInputError(
@@ -442,11 +447,13 @@ class SciMultModel(SciMultPreTrainedModel):
                 "so that it keeps its special tokens (an empty string still gives [CLS] [SEP])."
             )
         if modality is not None and not isinstance(task, str) and task is not None and len(set(task)) > 1:
+            length = (f" (This list also has {len(task)} names for a batch of {batch_size} rows.)"
+                      if len(task) != batch_size else "")
             raise SciMultInputError(
                 "sentence-transformers sorts the texts by length before batching but passes a per-row `task` list "
                 "unchanged, so rows would get other rows' experts. Encode each task's texts in a call of its own "
                 "(`model.encode(texts, task=name)`), or use scimult_hf.encode_by_task(model, texts, tasks), which "
-                "does that and returns the rows in their original order."
+                f"does that and returns the rows in their original order.{length}"
             )
         device = (input_ids if input_ids is not None else inputs_embeds).device
         if seq_length > self.config.max_position_embeddings:

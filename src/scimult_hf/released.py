@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .defaults import cache_dir
+from .defaults import cache_dir, looks_like_hub_id
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -224,11 +224,49 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> str:
-    """A released name as its converted folder (fetched and converted on first use); anything else unchanged."""
+    """A released name as its converted folder (fetched and converted on first use); a local folder as it is; a
+    Hub id once it is known to exist. Anything else stops at once, in one line, before a library loads: a path
+    that does not exist, or a Hub id that is neither in the Hub cache nor (online) on the Hub."""
     if is_released_name(name_or_path):
         folder = released_folder(name_or_path)
         return str(folder if _is_complete(folder) else fetch_released(name_or_path))
-    return os.fspath(name_or_path)
+    path = os.path.expanduser(os.fspath(name_or_path))
+    if os.path.exists(path):
+        return path
+    if not looks_like_hub_id(path):
+        raise FileNotFoundError(f"no model folder at {path}: the path does not exist (a Hub id looks like org/name; "
+                                f"a released model is one of {', '.join(RELEASED)}).")
+    _check_hub_model(path)
+    return path
+
+
+def _check_hub_model(repo: str, timeout: float = 10.0) -> None:
+    """An :class:`InputError` naming ``repo`` unless it is in the Hub cache or (online) answers on the Hub."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if any(isinstance(try_to_load_from_cache(repo, name), str) for name in ("config.json", "modules.json")):
+        return
+    names = ", ".join(RELEASED)
+    if constants.HF_HUB_OFFLINE:
+        raise ReleasedModelError(
+            f"model {repo!r} is not a local folder and not in the Hub cache, and HF_HUB_OFFLINE is set: give a "
+            f"local folder or a released name ({names}), or load it once with Hub access."
+        )
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo, timeout=timeout)
+    except (RepositoryNotFoundError, GatedRepoError) as err:
+        raise ReleasedModelError(
+            f"model {repo!r} is not a local folder and the Hub has no such model (or it is private or gated: "
+            f"{type(err).__name__}). Check the name, or give a local folder or a released name ({names})."
+        ) from None
+    except Exception as err:  # no network, DNS, timeout: say so now rather than after minutes of retries
+        raise ReleasedModelError(
+            f"model {repo!r} is not a local folder and the Hub could not be reached ({type(err).__name__}); it is "
+            f"not in the Hub cache either. Give a local folder or a released name ({names})."
+        ) from None
 
 
 def load_model(name_or_path: str | os.PathLike = "scimult-moe", **kwargs):

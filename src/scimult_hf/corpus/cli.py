@@ -125,11 +125,11 @@ def _recommend(args) -> int:
     return 0
 
 
-def _common(p, task: str, *, faiss: bool = True) -> None:
+def _common(p, task: str, *, faiss: bool = True, top_k: int = 10) -> None:
     p.add_argument("--index", required=True, help="collection folder written by `scimult-hf encode`")
     p.add_argument("--task", default=task, help=f"the collection's task whose expert to use (default: {task}; a "
                    "model with tasks of its own names them)")
-    p.add_argument("--top-k", type=int, default=10, help="results per query or paper (default: 10)")
+    p.add_argument("--top-k", type=int, default=top_k, help=f"results per query or paper (default: {top_k})")
     if faiss:
         p.add_argument("--faiss", action="store_true",
                        help="search with a FAISS flat index, built once and kept in the collection "
@@ -162,7 +162,9 @@ def register_encode(sub) -> None:
                    help="torch (default), or ONNX Runtime on the CPU, fp32 or int8 (needs `pip install "
                         "scimult-hf[onnx]`)")
     p.add_argument("--batch-size", type=int, default=32, help="papers per forward pass (default: 32)")
-    p.add_argument("--shard-size", type=int, default=10_000, help="papers per output shard (default: 10000)")
+    p.add_argument("--shard-size", type=int, default=1_000,
+                   help="papers per output shard, the unit of resuming: a stop loses at most one shard's work "
+                        "(default: 1000)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when there is one, else cpu)")
     p.add_argument("--dtype", default="auto", help="auto (bfloat16 on a GPU, float32 on the CPU), float32, "
                                                    "bfloat16 or float16")
@@ -183,8 +185,7 @@ def register_search(sub) -> None:
 
 def register_classify(sub) -> None:
     p = sub.add_parser("classify", help="top-k labels for papers of a collection (classification expert)")
-    _common(p, "classification", faiss=False)
-    p.set_defaults(top_k=3)
+    _common(p, "classification", faiss=False, top_k=3)
     p.add_argument("--labels", required=True, help='labels.jsonl with rows {"id", "name"[, "description"]}')
     p.add_argument("--id", action="append", help="classify this paper of the collection (repeat for several)")
     p.add_argument("--limit", type=int, default=10, help="papers shown when no --id is given (default: 10)")

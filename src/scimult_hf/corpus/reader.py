@@ -98,9 +98,68 @@ class PaperFile:
                     f"with {option}."
                 )
 
-    def check(self) -> None:
-        """Read the first batch now, so that a wrong column or format stops before any work."""
-        next(iter(self.batches()))
+    def check(self) -> int:
+        """Read the whole file once, before any work, and return the number of papers.
+
+        A wrong column, a paper without id or text, a line that is not UTF-8 or not JSON, and an id that
+        repeats an earlier paper's each stop here with the file and the line (JSON lines) or paper number. The
+        pass costs reading the file, not the model; memory grows only with the set of ids.
+        """
+        if self.kind == "json" and ".jsonl" in [s.lower() for s in self.path.suffixes]:
+            return self._check_json_lines()
+        seen: dict[str, int] = {}
+        count = 0
+        for batch in self.batches():
+            for paper in batch:
+                count += 1
+                self._check_unique(paper["id"], count, seen, "paper")
+        return count
+
+    def _check_unique(self, pid: str, where: int, seen: dict[str, int], unit: str) -> None:
+        first = seen.setdefault(pid, where)
+        if first != where:
+            raise InputError(f"{self.path}, {unit} {where}: id {pid!r} repeats {unit} {first}; every paper needs its "
+                             "own id (search would list two papers under one id). Remove or rename the duplicate.")
+
+    def _check_json_lines(self) -> int:
+        import gzip
+        import json
+
+        c = self.columns
+        opener = gzip.open if self.path.suffix.lower() == ".gz" else open
+        seen: dict[str, int] = {}
+        count = 0
+        with opener(self.path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise InputError(f"{self.path}, line {number}: not UTF-8 (byte {err.start}); save the file as "
+                                     "UTF-8.") from None
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise InputError(f"{self.path}, line {number}: not valid JSON ({err.msg} at column "
+                                     f"{err.colno}).") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{self.path}, line {number}: a paper is a JSON object, not a "
+                                     f"{type(row).__name__}.")
+                if count == 0:
+                    self._check_columns(list(row))
+                pid = row.get(c.id)
+                if pid is None or str(pid).strip() == "":
+                    raise InputError(f"{self.path}, line {number}: no id in column {c.id!r}.")
+                text = row.get(c.text) if c.text else (row.get(c.title) or row.get(c.abstract))
+                if not text or not str(text).strip():
+                    what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
+                    raise InputError(f"{self.path}, line {number} (id {pid}): no text in {what}.")
+                count += 1
+                self._check_unique(str(pid), number, seen, "line")
+        if count == 0:
+            raise InputError(f"{self.path} holds no papers.")
+        return count
 
     def batches(self, batch_size: int = 1000) -> Iterator[list[dict]]:
         """Lists of ``{"id", "title", "text"}`` in file order; the last one may be shorter."""

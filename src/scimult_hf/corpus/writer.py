@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..defaults import model_stamp
 from ..errors import InputError
 from ..io import atomic_file, atomic_write_text, check_output, replace_directory
 from .collection import FORMAT, MANIFEST, CollectionError, read_ids, read_manifest, shard_name
-from .reader import Columns, PaperFile, count_papers
+from .reader import Columns, PaperFile
 
 __all__ = ["encode_corpus"]
 
@@ -63,7 +64,14 @@ def _prepare_folder(output: Path, run: dict, tasks: Sequence[str]) -> dict:
             f"{output} exists and is not a collection folder; choose another --output or pass --overwrite."
         )
     if existing is not None:
-        for key, what in (("input", "input file (or its columns)"), ("model", "model"), ("shard_size", "shard size")):
+        for key, what in (("input", "input file (or its columns)"), ("model", "model"),
+                          ("weights", "version of the model's weights"), ("shard_size", "shard size")):
+            if existing.get(key) != run[key] and key == "weights":
+                raise CollectionError(
+                    f"{output} was started with other weights of this model ({run['model']} changed since): "
+                    "resuming would mix embeddings of two models. Pass --overwrite to encode everything again, or "
+                    "choose another --output."
+                )
             if existing.get(key) != run[key]:
                 raise CollectionError(
                     f"{output} holds a collection of another {what} ({existing.get(key)!r}); pass --overwrite to "
@@ -88,7 +96,7 @@ def _work_folder(output: Path, run: dict, overwrite: bool) -> Path:
             manifest = read_manifest(work)
         except CollectionError:
             manifest = None
-        if manifest is None or any(manifest.get(k) != run[k] for k in ("input", "model", "shard_size")):
+        if manifest is None or any(manifest.get(k) != run[k] for k in ("input", "model", "weights", "shard_size")):
             shutil.rmtree(work)
     return work
 
@@ -102,7 +110,7 @@ def encode_corpus(
     columns: Columns = Columns(),
     backend: str = "torch",
     batch_size: int = 32,
-    shard_size: int = 10_000,
+    shard_size: int = 1_000,
     device: str | None = None,
     dtype: str | None = None,
     prompt_name: str | None = None,
@@ -128,7 +136,7 @@ def encode_corpus(
         raise InputError("name at least one task (--task).")
     output = Path(output)
     papers = PaperFile(input, columns)
-    papers.check()
+    total = papers.check()  # the whole input, before the model loads: a bad line stops now, not after hours
     check_output(output, [papers.path, model if Path(model).exists() else None], overwrite=True)
     import torch
 
@@ -136,7 +144,8 @@ def encode_corpus(
     on_cpu = (device or "cpu").startswith("cpu") if device else not torch.cuda.is_available()
     state = PartialState(cpu=on_cpu)
     device = device or ("cpu" if on_cpu else str(state.device))
-    run = {"model": _model_ref(model), "input": papers.fingerprint(), "shard_size": shard_size}
+    run = {"model": _model_ref(model), "weights": model_stamp(model), "input": papers.fingerprint(),
+           "shard_size": shard_size}
 
     # Load the model (once for every task) and check the tasks before anything is written.
     st = load_sentence_model(model, device, dtype) if backend == "torch" else None
@@ -164,14 +173,13 @@ def encode_corpus(
     manifest = read_manifest(work)
     todo = [t for t in tasks if not manifest["tasks"][t].get("complete")]
 
-    total = count_papers(papers.path)
-    label = f"encoding corpus for {', '.join(todo) or 'no task'}" + (f" ({total:,} papers)" if total else "")
-    share = None if total is None else sum(
-        min(shard_size, total - s) for i, s in enumerate(range(0, total, shard_size))
-        if i % state.num_processes == state.process_index
-    )
-    # One bar for this process's share; with several tasks it counts papers x tasks.
-    bar = tqdm(total=None if share is None else share * len(todo), desc=label, unit="paper", dynamic_ncols=True,
+    label = f"encoding corpus for {', '.join(todo) or 'no task'} ({total:,} papers)"
+    share = sum(min(shard_size, total - s) for i, s in enumerate(range(0, total, shard_size))
+                if i % state.num_processes == state.process_index)
+    # One bar for this process's share of the work that runs the model: papers x tasks whose embeddings are
+    # computed (copies of identical experts' are not work); shards found done on a resume leave the total.
+    computed_tasks = [t for t in todo if same_as.get(t, t) == t]
+    bar = tqdm(total=share * len(computed_tasks), desc=label, unit="paper", dynamic_ncols=True,
                disable=not show_progress_bar or not state.is_main_process or not todo)
     rows = 0
     shard: list[dict] = []
@@ -190,11 +198,13 @@ def encode_corpus(
         else:
             _write_papers(ids_path, items)
         missing = [t for t in todo if not (work / t / f"{name}.npy").is_file()]
-        bar.update(len(items) * (len(todo) - len(missing)))
+        done_already = [t for t in computed_tasks if t not in missing]
+        if done_already:  # resumed: not work of this run, so not counted in its rate
+            bar.total -= len(items) * len(done_already)
+            bar.refresh()
         if not missing:
             return
         order = sorted(range(len(items)), key=lambda i: -len(items[i]["text"]))
-        chunk = batch_size * 16
         computed: dict[str, np.ndarray] = {}
         for task in missing:
             source = same_as.get(task, task)
@@ -202,11 +212,10 @@ def encode_corpus(
                 computed[source] = np.load(work / source / f"{name}.npy")
             if source in computed:  # identical experts: identical embeddings
                 emb = computed[source]
-                bar.update(len(items))
             else:
                 emb = np.empty((len(items), encoders[task].dimension), dtype=np.float32)
-                for start in range(0, len(order), chunk):
-                    rows_ = order[start : start + chunk]
+                for start in range(0, len(order), batch_size):  # the bar moves with every batch
+                    rows_ = order[start : start + batch_size]
                     emb[rows_] = encoders[task]([items[i]["text"] for i in rows_])
                     bar.update(len(rows_))
                 computed[task] = emb

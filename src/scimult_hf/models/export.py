@@ -16,9 +16,20 @@ from ..errors import InputError
 from ..io import atomic_directory, check_output
 from ..modeling_scimult import SciMultModel
 from .bert import to_bert
-from .folder import local_or_hub_id, model_type, quiet_transformers, read_sentence_transformers_setup
+from .folder import (
+    CLASSIC_MODULES,
+    limit_tokenizer,
+    local_or_hub_id,
+    model_type,
+    quiet_transformers,
+    read_sentence_transformers_setup,
+)
 
-__all__ = ["export_task", "write_classic_sentence_transformers_files"]
+#: Written beside a per-task export: which task's experts it holds. The folder itself is plain BERT and cannot
+#: refuse ``task=`` for another task; the package's own paths (``serve``, the handler) read this and do.
+EXPORT_RECORD = "scimult_export.json"
+
+__all__ = ["EXPORT_RECORD", "export_task", "exported_task", "write_classic_sentence_transformers_files"]
 
 
 @quiet_transformers()
@@ -50,7 +61,7 @@ def export_task(
         setup = read_sentence_transformers_setup(path) if os.path.isdir(path) else {}
         model = SciMultModel.from_pretrained(path)
         if tokenizer is None:
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)  # its config names remote code
     if tokenizer is None:
         raise InputError("export_task needs the tokenizer when given a model object (tokenizer=...).")
     if prompts is None:
@@ -71,7 +82,16 @@ def export_task(
             prompts=prompts,
             default_prompt_name=setup.get("default_prompt_name"),
         )
+        limit_tokenizer(tmp, max_seq_length)
+        (tmp / EXPORT_RECORD).write_text(json.dumps({"task": task, "source_model_type": "scimult"}, indent=2) + "\n",
+                                         encoding="utf-8")
     return Path(output)
+
+
+def exported_task(folder: str | os.PathLike) -> str | None:
+    """The task a per-task export embeds for (recorded in its :data:`EXPORT_RECORD`), or None for any other folder."""
+    record = Path(folder) / EXPORT_RECORD
+    return json.loads(record.read_text(encoding="utf-8")).get("task") if record.is_file() else None
 
 
 def write_classic_sentence_transformers_files(folder: Path, *, dimension: int, pooling: str, normalize: bool,
@@ -88,11 +108,11 @@ def write_classic_sentence_transformers_files(folder: Path, *, dimension: int, p
     similarity in ``config_sentence_transformers.json``.
     """
     modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 0, "name": "0", "path": "", "type": CLASSIC_MODULES["Transformer"]},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": CLASSIC_MODULES["Pooling"]},
     ]
     if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": CLASSIC_MODULES["Normalize"]})
         (folder / "2_Normalize").mkdir()
     (folder / "1_Pooling").mkdir()
     files = {

@@ -14,11 +14,16 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
+from ..defaults import looks_like_hub_id
 from ..errors import InputError
 from ..io import atomic_directory
 from ..modeling_scimult import SciMultModel
 
-__all__ = ["load_sentence_transformer", "local_or_hub_id", "model_type", "quiet_transformers",
+#: The long-standing class paths of the stock modules, which sentence-transformers 2.x to 6.x, TEI and infinity all
+#: read (sentence-transformers 6 writes ``sentence_transformers.base.modules.*`` paths that only it knows).
+CLASSIC_MODULES = {name: f"sentence_transformers.models.{name}" for name in ("Transformer", "Pooling", "Normalize")}
+
+__all__ = ["CLASSIC_MODULES", "load_sentence_transformer", "local_or_hub_id", "model_type", "quiet_transformers",
            "read_sentence_transformers_setup", "save_sentence_transformer"]
 
 
@@ -88,8 +93,7 @@ def local_or_hub_id(path: str | os.PathLike) -> str:
     released model's name (``scimult-moe``) is resolved before, by :func:`scimult_hf.released.resolve_model_path`
     (the commands and :func:`scimult_hf.load_model` do it)."""
     path = os.path.expanduser(os.fspath(path))
-    hub_like = not os.path.isabs(path) and not path.startswith(".") and path.count("/") <= 1 and "\\" not in path
-    if not os.path.exists(path) and not hub_like:
+    if not os.path.exists(path) and not looks_like_hub_id(path):
         raise FileNotFoundError(f"no model folder at {path}: the path does not exist (a Hub id looks like org/name).")
     return path
 
@@ -132,6 +136,22 @@ def _build_and_save(folder: Path, model, pooling: str, normalize: bool, prompts,
     if task_kwarg:
         st.module_kwargs = {"0": ["task"]}
     st.save(str(folder), create_model_card=False)
+    modules_file = folder / "modules.json"
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    for module in modules:
+        module["type"] = CLASSIC_MODULES.get(module["type"].rsplit(".", 1)[-1], module["type"])
+    modules_file.write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+    limit_tokenizer(folder, st.max_seq_length)
+
+
+def limit_tokenizer(folder: Path, max_seq_length: int | None) -> None:
+    """The saved tokenizer's ``model_max_length`` set to the model's maximum sequence length, so that runtimes
+    which read only the tokenizer (TEI, plain transformers) truncate where the model does."""
+    config_file = folder / "tokenizer_config.json"
+    if max_seq_length and config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["model_max_length"] = int(max_seq_length)
+        config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 @quiet_transformers()

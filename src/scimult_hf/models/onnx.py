@@ -73,8 +73,8 @@ def _export_graph(folder: Path, path: Path) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             TokenEmbeddings(bert), (ids, torch.ones_like(ids), torch.zeros_like(ids)), os.fspath(path),
-            input_names=names, output_names=["token_embeddings"],
-            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "token_embeddings"]},
+            input_names=names, output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in [*names, "last_hidden_state"]},
             dynamo=False, opset_version=17,
         )
 

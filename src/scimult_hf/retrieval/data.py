@@ -238,6 +238,9 @@ def _relevance(score: str, path: Path, lineno: int) -> int:
             "(0 = not relevant, 1, 2, ... = more relevant, as trec_eval reads them): map fractional scores to "
             "integer grades, e.g. round(4 * score)."
         )
+    if abs(value) >= 2**31:  # trec_eval keeps grades in a C int
+        raise DataFormatError(f"{path}, line {lineno}: score {score!r} is out of range; relevance grades are small "
+                              "integers (0, 1, 2, ...).")
     return int(value)
 
 

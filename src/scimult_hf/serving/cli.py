@@ -9,8 +9,9 @@ def run_serve(args) -> int:
     from ..released import resolve_model_path
     from .server import serve
 
-    serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs, max_chars=args.max_chars,
-          batch_size=args.batch_size, device=args.device)
+    serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs,
+          max_chars=args.max_chars, batch_size=args.batch_size, device=args.device, max_concurrent=args.max_concurrent,
+          max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes)
     return 0
 
 
@@ -23,4 +24,10 @@ def register_serve(sub) -> None:
     p.add_argument("--max-chars", type=int, default=20_000, help="longest input, in characters")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--max-concurrent", type=int, default=1, help="requests encoded at the same time (default: 1)")
+    p.add_argument("--max-waiting", type=int, default=16,
+                   help="requests waiting for their turn; more get HTTP 503 with Retry-After (default: 16)")
+    p.add_argument("--max-body-bytes", type=int, default=None,
+                   help="largest request body, refused with 413 before it is read (default: 4 x max-inputs x "
+                        "max-chars + 64 KiB)")
     p.set_defaults(func=run_serve)

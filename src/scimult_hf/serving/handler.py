@@ -1,8 +1,9 @@
 """Hub-hosted inference: the Inference Endpoints custom handler (served locally by :mod:`.server`).
 
-Inference Endpoints load ``handler.py`` from the model repository and call
-``EndpointHandler(path)(data)``; the repository's ``handler.py`` is ``from scimult_hf.serving.handler import
-EndpointHandler`` with ``scimult-hf`` in its ``requirements.txt``. A request::
+Inference Endpoints load ``handler.py`` from the model repository and call ``EndpointHandler(path)(data)``.
+``scimult-hf push`` copies this file there unchanged, so it imports only the standard library, torch and
+sentence-transformers (like the remote-code files, it must run where scimult-hf is not installed); the
+repository's ``requirements.txt`` pins sentence-transformers and transformers. A request::
 
     {"inputs": "a query" | ["text", ...] | [{"title": ..., "abstract": ...}, ...],
      "parameters": {"task": "search", "prompt_name": null, "normalize": false}}
@@ -12,6 +13,11 @@ given as ``{"title", "abstract"}`` become ``title [SEP] abstract``. A malformed 
 ``{"error": {"code": ..., "message": ...}}`` naming the problem and the fix, never a stack trace; the
 local server answers it with HTTP 400.
 
+Tasks and prompts follow scimult-hf's one rule (``scimult_hf.models.tasks``, tested to agree with this file): a
+SciMult model takes its own task names (``config.valid_task_names()``) and needs one when it has experts; a
+per-task export (``scimult_export.json`` beside it) takes its own task only; ``prompt_name`` when given, else the
+prompt named after the task, else none.
+
     >>> handler = EndpointHandler("path/to/scimult-folder")                     # doctest: +SKIP
     >>> handler({"inputs": ["protein folding"], "parameters": {"task": "search"}})  # doctest: +SKIP
     [[0.013, ...]]
@@ -19,20 +25,17 @@ local server answers it with HTTP 400.
 
 from __future__ import annotations
 
-import logging
+import json
+import os
 from typing import Any
-
-from ..errors import InputError
-from ..models.tasks import check_task, task_names
-from ..retrieval.encoding import encode_for_task
-from ..text import paper_text
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["EndpointHandler", "RequestError"]
 
+#: Beside a per-task export: the task whose experts it holds (written by ``scimult_hf.models.export``).
+EXPORT_RECORD = "scimult_export.json"
 
-class RequestError(InputError):
+
+class RequestError(ValueError):
     """A malformed request; ``code`` is a stable machine-readable name."""
 
     def __init__(self, code: str, message: str):
@@ -60,10 +63,22 @@ class EndpointHandler:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(path or ".", trust_remote_code=True,
+        path = path or "."
+        self.model = SentenceTransformer(path, trust_remote_code=True,
                                          device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.max_inputs, self.max_chars, self.batch_size = max_inputs, max_chars, batch_size
-        self.tasks = task_names(self.model) or []
+        config = getattr(getattr(self.model[0], "model", None), "config", None)
+        routed = any("task" in list(k or []) for k in (getattr(self.model, "module_kwargs", None) or {}).values())
+        scimult = routed and getattr(config, "model_type", None) == "scimult"
+        #: The tasks a request may name ([] : any, the model ignores it), and whether it must name one.
+        self.tasks: list[str] = list(config.valid_task_names()) if scimult else []
+        self.needs_task = bool(scimult and config.has_experts)
+        self.routed = scimult
+        record = os.path.join(path, EXPORT_RECORD)
+        if os.path.isfile(record):  # a per-task export: plain BERT, one task's experts
+            with open(record, encoding="utf-8") as f:
+                task = json.load(f).get("task")
+            self.tasks = [task] if task else []
 
     def __call__(self, data: Any) -> list[list[float]] | dict:
         try:
@@ -81,9 +96,12 @@ class EndpointHandler:
         params = data.get("parameters") or {}
         if not isinstance(params, dict):
             raise RequestError("bad_parameters", '"parameters" must be an object such as {"task": "search"}.')
-        unknown = sorted(set(params) - {"task", "prompt_name", "normalize"})
+        unknown = sorted(map(str, set(params) - {"task", "prompt_name", "normalize"}))
         if unknown:
             raise RequestError("bad_parameters", f"Unknown parameters {unknown}; use task, prompt_name, normalize.")
+        for name in ("task", "prompt_name"):
+            if params.get(name) is not None and not isinstance(params[name], str):
+                raise RequestError("bad_parameters", f'"{name}" must be a string, not {type(params[name]).__name__}.')
         if isinstance(inputs, str):
             inputs = [inputs]
         if not isinstance(inputs, list) or not inputs:
@@ -97,11 +115,13 @@ class EndpointHandler:
 
     def _text(self, i: int, item: Any) -> str:
         if isinstance(item, dict):
-            extra = sorted(set(item) - {"title", "abstract"})
+            extra = sorted(map(str, set(item) - {"title", "abstract"}))
             if extra or not all(isinstance(item.get(k, ""), (str, type(None))) for k in ("title", "abstract")):
                 raise RequestError("bad_inputs", f'inputs[{i}]: a paper is {{"title": str, "abstract": str}}; '
-                                   f"got keys {sorted(item)}.")
-            item = paper_text(item.get("title"), item.get("abstract"))
+                                   f"got keys {sorted(map(str, item))}.")
+            # SciMult's input form, as scimult_hf.text.paper_text writes it
+            title, abstract = (item.get("title") or "").strip(), (item.get("abstract") or "").strip()
+            item = f"{title} [SEP] {abstract}" if title and abstract else (title or abstract)
         elif not isinstance(item, str):
             raise RequestError("bad_inputs", f'inputs[{i}] is a {type(item).__name__}; give a text or a '
                                '{"title", "abstract"} object.')
@@ -115,17 +135,22 @@ class EndpointHandler:
     # ---------------------------------------------------------------------------------------------- encoding
     def _encode(self, texts: list[str], params: dict) -> list[list[float]]:
         task = params.get("task")
-        try:  # the package's one rule for tasks and prompts (scimult_hf.models.tasks)
-            task = check_task(self.model, task, "this model")
-        except InputError as err:
-            raise RequestError("missing_task" if task is None else "unknown_task", str(err)) from None
+        if task is not None and self.tasks and task not in self.tasks:
+            raise RequestError("unknown_task", f"Unknown task {task!r}; this model's tasks are {self.tasks}.")
+        if task is None and self.needs_task:
+            raise RequestError("missing_task", f'This SciMult model needs "parameters": {{"task": ...}}, one of '
+                               f"{self.tasks}.")
+        prompts = self.model.prompts or {}
         prompt_name = params.get("prompt_name")
-        if prompt_name is not None and (not isinstance(prompt_name, str) or prompt_name not in (self.model.prompts or {})):
+        if prompt_name is not None and prompt_name not in prompts:
             raise RequestError("unknown_prompt", f"Unknown prompt_name {prompt_name!r}; this model's prompts are "
-                               f"{sorted(self.model.prompts or {})}.")
+                               f"{sorted(prompts)}.")
+        if prompt_name is None and task is not None and prompts.get(task):
+            prompt_name = task  # the instruction variant: the task's own prompt
         normalize = params.get("normalize", False)
         if not isinstance(normalize, bool):
             raise RequestError("bad_parameters", '"normalize" must be true or false.')
-        emb = encode_for_task(self.model, texts, task, prompt_name=prompt_name, batch_size=self.batch_size,
-                              normalize_embeddings=normalize)
+        kwargs = {"task": task} if self.routed else {}
+        emb = self.model.encode(texts, batch_size=self.batch_size, prompt_name=prompt_name,
+                                normalize_embeddings=normalize, convert_to_numpy=True, **kwargs)
         return emb.tolist()

@@ -294,7 +294,7 @@ def _make_trainer(st, datasets: dict, config: TrainConfig, output_dir: Path, che
 def _write_outputs(trainer, st, config: TrainConfig, data: dict[str, TaskData], output_dir: Path,
                    base: str | os.PathLike) -> Path:
     """The trained folder, the per-task exports, the losses (JSON and plot), ``training.json`` and the card."""
-    from ..hub.cards import trained_model_card
+    from ..hub.cards import data_reference, model_reference, trained_model_card
     from ..io import atomic_write_text
     from ..models.export import export_task
     from ..models.folder import save_sentence_transformer
@@ -309,12 +309,15 @@ def _write_outputs(trainer, st, config: TrainConfig, data: dict[str, TaskData], 
             export_task(model, task, output_dir / "exports" / task, tokenizer=st.tokenizer,
                         max_seq_length=st.max_seq_length, overwrite=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
-    sources = {t: d.source for t, d in data.items()}
+    # Published files name models and data without local paths: Hub ids where known, else relative or own names.
+    sources = {t: {k: data_reference(v) if k in ("path", "qrels") else v for k, v in d.source.items()}
+               for t, d in data.items()}
+    base_name = model_reference(base)
     _write_json(output_dir / "losses.json", history)
-    _write_json(output_dir / "training.json", {"config": asdict(config), "data": sources,
+    _write_json(output_dir / "training.json", {"base_model": base_name, "config": asdict(config), "data": sources,
                                                "global_step": trainer.state.global_step})
     _plot_losses(history, output_dir / "loss.png")
-    atomic_write_text(output_dir / "README.md", trained_model_card(asdict(config), sources, base=os.fspath(base)))
+    atomic_write_text(output_dir / "README.md", trained_model_card(asdict(config), sources, base=base_name))
     return folder
 
 
