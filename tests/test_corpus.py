@@ -246,7 +246,7 @@ def test_experts_that_differ_give_each_task_its_own_embeddings(tiny_scimult, tmp
     (b'{"id": "x", "title": ', "papers.jsonl, line 150: not valid JSON"),
     (b'{"id": "u", "title": "caf\xe9"}', "papers.jsonl, line 150: not UTF-8"),
     (b'{"id": "", "title": "no id"}', "papers.jsonl, line 150: no id in column 'id'"),
-    (b'{"id": "p3", "title": "a second p3"}', "papers.jsonl, line 150: id 'p3' repeats line 4"),
+    (b'{"id": "p3", "title": "a second p3"}', "papers.jsonl, line 150: id 'p3' repeats line 3"),
 ], ids=["malformed-json", "not-utf8", "empty-id", "duplicate-id"])
 def test_a_bad_line_deep_in_the_input_stops_before_the_model_loads(bad, message, minilm_scimult, tmp_path, monkeypatch,
                                                                   capsys):

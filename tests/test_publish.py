@@ -56,7 +56,8 @@ def model_folder(tiny_scimult) -> Path:
 
 
 EXPORT_FILES = ["1_Pooling/config.json", "config.json", "config_sentence_transformers.json", "model.safetensors",
-                "modules.json", "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json"]
+                "modules.json", "scimult_export.json", "sentence_bert_config.json", "tokenizer.json",
+                "tokenizer_config.json"]
 
 
 def expected_files(model_folder: Path) -> list[str]:

@@ -86,7 +86,7 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     parsed = ModelCard(card)
     if not parsed.data.to_dict():
         raise InputError("the model card has no metadata block (--- YAML ---); render it from model_cards/ first.")
-    _check_card_fits(parsed.data.to_dict(), model_dir)
+    _check_card_fits(card, parsed.data.to_dict(), model_dir)
     with atomic_directory(output) as tmp:
         for item in sorted(model_dir.iterdir()):
             if item.name in _SKIP or item.name.startswith("."):
@@ -105,11 +105,10 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     return Path(output)
 
 
-def _check_card_fits(metadata: dict, model_dir: Path) -> None:
+def _check_card_fits(card: str, metadata: dict, model_dir: Path) -> None:
     """Refuse a card that describes another model: its mixture-of-experts tag against the model's experts, and
-    a card for a converted released checkpoint (base model BiomedBERT) on a folder that is not one."""
+    a released checkpoint's card (it names ``yuz9yuz/SciMult``) on a folder not converted from one."""
     from ..configuration_scimult import SciMultConfig
-    from ..convert.writer import RENAMED_BASE_MODEL
 
     config = SciMultConfig.from_pretrained(model_dir)
     tagged = "mixture-of-experts" in (metadata.get("tags") or [])
@@ -119,11 +118,11 @@ def _check_card_fits(metadata: dict, model_dir: Path) -> None:
             f"{'no experts' if not config.has_experts else 'experts'}: it is another model's card. Use the card "
             "written with the model (README.md in its folder), or render the right one from model_cards/."
         )
-    bases = {RENAMED_BASE_MODEL, "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract"}
-    if metadata.get("base_model") in bases and not (model_dir / "conversion.json").is_file():
+    if "yuz9yuz/SciMult" in card and not (model_dir / "conversion.json").is_file():
         raise InputError(
-            f"the card describes a converted SciMult release (base model {metadata['base_model']}), but {model_dir} "
-            "was not converted from one (no conversion.json): use the card written with the model, or pass --card."
+            f"the card describes a converted SciMult release (yuz9yuz/SciMult, base model "
+            f"{metadata.get('base_model')}), but {model_dir} was not converted from one (no conversion.json): use "
+            "the card written with the model, or pass --card."
         )
 
 
