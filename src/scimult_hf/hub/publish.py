@@ -107,7 +107,8 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
 
 def _check_card_fits(card: str, metadata: dict, model_dir: Path) -> None:
     """Refuse a card that describes another model: its mixture-of-experts tag against the model's experts, and
-    a released checkpoint's card (it names ``yuz9yuz/SciMult``) on a folder not converted from one."""
+    a released checkpoint's card (it tells how to download and convert the release) on a folder not converted
+    from one."""
     from ..configuration_scimult import SciMultConfig
 
     config = SciMultConfig.from_pretrained(model_dir)
@@ -118,7 +119,7 @@ def _check_card_fits(card: str, metadata: dict, model_dir: Path) -> None:
             f"{'no experts' if not config.has_experts else 'experts'}: it is another model's card. Use the card "
             "written with the model (README.md in its folder), or render the right one from model_cards/."
         )
-    if "yuz9yuz/SciMult" in card and not (model_dir / "conversion.json").is_file():
+    if "hf download yuz9yuz/SciMult" in card and not (model_dir / "conversion.json").is_file():
         raise InputError(
             f"the card describes a converted SciMult release (yuz9yuz/SciMult, base model "
             f"{metadata.get('base_model')}), but {model_dir} was not converted from one (no conversion.json): use "
