@@ -329,3 +329,73 @@ def test_loss_masks_repeated_positives_and_hard_negatives_that_are_the_positive(
     assert with_negatives > 0 and only_true_negative > 0
     row0 = math.log(1 + math.exp(20.0 * (0.8 - 1.0 / math.sqrt(1.04))))  # cosines: negative 9 0.8, positive 5
     assert only_true_negative == pytest.approx(row0, rel=1e-4)
+
+
+def test_add_task_trains_a_new_expert_and_leaves_the_old_tasks_bit_for_bit(tiny_scimult, pair_files, tmp_path):
+    """`train --add-task NAME=DATA --init-from TASK`: one new expert per expert layer, the only weights that move;
+    the old tasks' embeddings equal the source model's exactly, the new task's differ, and the folder loads with
+    AutoModel in a fresh process."""
+    import numpy as np
+
+    from scimult_hf.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_scimult), "--add-task", f"patients={pair_files['search']}",
+                 "--init-from", "link_prediction", "--output", str(out), "--max-steps", "3", "--batch-size", "4",
+                 "--lr", "1e-2", "--max-seq-length", "48", "--warmup-ratio", "0"]) == 0
+    source, trained = load_sentence_transformer(tiny_scimult), load_sentence_transformer(out / "model")
+    assert trained[0].model.config.tasks == ["search", "link_prediction", "classification", "patients"]
+    for task in ("search", "link_prediction", "classification", "query"):
+        assert np.array_equal(source.encode(PAPERS, task=task), trained.encode(PAPERS, task=task)), task
+    assert not np.allclose(trained.encode(PAPERS, task="patients"), source.encode(PAPERS, task="link_prediction"))
+    assert (out / "exports" / "patients" / "model.safetensors").is_file()
+    code = f"""
+import sys, torch
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained({str(out / "model")!r}, trust_remote_code=True).eval()
+batch = AutoTokenizer.from_pretrained({str(out / "model")!r}, trust_remote_code=True)(["a paper"], return_tensors="pt")
+with torch.no_grad():
+    print("SHAPE", tuple(model(**batch, task="patients").pooler_output.shape))
+assert "scimult_hf" not in sys.modules
+"""
+    proc = run_python(code, env={"HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert proc.returncode == 0 and "SHAPE (1, 32)" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_add_task_refuses_what_it_cannot_do(tiny_scimult, tiny_bert, pair_files, tmp_path, capsys):
+    from scimult_hf.cli import main
+
+    base = ["--data", f"patients={pair_files['search']}", "--output", str(tmp_path / "x"), "--max-steps", "1"]
+    assert main(["train", "--model", str(tiny_bert), "--add-task", "patients", *base]) == 2
+    assert "adds a task to a trained SciMult model" in capsys.readouterr().err
+    assert main(["train", "--model", str(tiny_scimult), "--add-task", "search", "--data",
+                 f"search={pair_files['search']}", "--output", str(tmp_path / "y"), "--max-steps", "1"]) == 2
+    assert "already has a task 'search'" in capsys.readouterr().err
+    assert main(["train", "--model", str(tiny_scimult), "--add-task", "patients", "--data",
+                 f"search={pair_files['search']}", "--output", str(tmp_path / "z"), "--max-steps", "1"]) == 2
+    assert "the training data is that task's alone" in capsys.readouterr().err
+    assert main(["train", "--model", str(tiny_scimult), "--init-from", "search", *base]) == 2
+    assert "--init-from goes with --add-task" in capsys.readouterr().err
+
+
+def test_mining_shows_a_labelled_bar_skips_the_paper_itself_and_is_cached(minilm_scimult, tmp_path, monkeypatch,
+                                                                        capsys):
+    """Citation sets hold the citing papers in the corpus too: a paper is never its own negative. Mining says
+    what it mines, and a second run takes the cached result without encoding anything."""
+    from scimult_hf.retrieval import encoding
+    from scimult_hf.training.data import pairs_from_beir
+    from scimult_hf.training.negatives import mine_hard_negatives
+
+    corpus = [{"_id": f"d{i}", "title": f"Paper {i}", "text": p} for i, p in enumerate(PAPERS)]
+    queries = [{"_id": "d0", "text": corpus[0]["title"] + " [SEP] " + PAPERS[0]}]  # the query paper is in the corpus
+    data = pairs_from_beir(write_beir(tmp_path / "cites", "d0\td1\t1\n", corpus=corpus, queries=queries,
+                                      split="train"), "link_prediction")
+    st = load_sentence_transformer(minilm_scimult)
+    mined = mine_hard_negatives(st, data, 2, show_progress_bar=True)
+    assert "mining hard negatives for link_prediction: 1 queries over 5 papers" in capsys.readouterr().err
+    negatives = {mined.pairs[0]["negative_1"], mined.pairs[0]["negative_2"]}
+    assert data.candidates["d0"] not in negatives and data.candidates["d1"] not in negatives  # not itself, not cited
+    calls = []
+    monkeypatch.setattr(encoding, "encode_for_task", lambda *a, **k: calls.append(a) or None)
+    again = mine_hard_negatives(st, data, 2, show_progress_bar=True)
+    assert calls == [] and again.pairs["negative_1"] == mined.pairs["negative_1"]

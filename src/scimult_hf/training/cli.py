@@ -84,7 +84,12 @@ def run_train(args) -> int:
     from .data import load_task_data
     from .trainer import TrainConfig, train
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.init})
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.init}
+    if values.get("add_task") and "=" in values["add_task"]:  # --add-task NAME=DATA: the new task and its data
+        name, path = values["add_task"].split("=", 1)
+        values["add_task"] = name
+        args.data = [*args.data, (name, path)]
+    config = TrainConfig(**values)
     if args.prepared:
         if args.data:
             raise InputError("give either --prepared or --data, not both.")

@@ -69,6 +69,11 @@ class TrainConfig:
     logging_steps: int = _option(10, "log the per-task losses every N steps")
     bf16: bool = _option(False, "bfloat16 mixed precision (GPU)")
     max_seq_length: int | None = _option(None, "truncate inputs to this many tokens")
+    add_task: str | None = _option(None, "add this task to a trained model with experts (its data: --data NAME=DIR, "
+                                         "or --add-task NAME=DIR): one new expert per expert layer, the only "
+                                         "weights that train, so the old tasks embed exactly as before")
+    init_from: str | None = _option(None, "with --add-task: the task whose experts the new ones start from "
+                                          "(default: the model's first task)")
     #: Set from the training data, not an option.
     tasks: list[str] = field(default_factory=list, init=False)
 
@@ -79,6 +84,8 @@ class TrainConfig:
             raise InputError(f"sampler must be 'round_robin' or 'proportional', got {self.sampler!r}.")
         if self.freeze_shared and self.variant != "moe":
             raise InputError("freeze_shared trains the experts only, so it needs variant 'moe'.")
+        if self.init_from and not self.add_task:
+            raise InputError("--init-from goes with --add-task (the task whose experts the new task starts from).")
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
@@ -183,12 +190,19 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
     ``TrainerCallback`` objects added to the trainer.
     """
     config = config or TrainConfig()
-    _check_data(base, data)
+    _check_data(base, data, config.add_task)
     config.tasks = sorted(data)
     output_dir = Path(output_dir)
     checkpoints = _prepare_output(output_dir, resume)
     st = _initial_model(os.fspath(base), config, output_dir / "initial")
-    if config.freeze_shared:
+    if config.add_task:  # the new task's experts alone train: every other weight stays as it was
+        from ..models.experts import add_task, new_expert_parameters
+
+        st[0].model = add_task(st[0].model, config.add_task, config.init_from)
+        trainable = set(new_expert_parameters(st[0].model, config.add_task))
+        for name, param in st[0].model.named_parameters():
+            param.requires_grad = name in trainable
+    elif config.freeze_shared:
         for name, param in st[0].model.named_parameters():
             param.requires_grad = ".experts." in name
     datasets = {task: d.pairs for task, d in sorted(data.items())}
@@ -200,8 +214,9 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
     return _write_outputs(trainer, st, config, data, output_dir, base)
 
 
-def _check_data(base: str | os.PathLike, data: dict[str, TaskData]) -> None:
-    """Every task of the data is a task of the model (a SciMult folder's own, else the three SciMult tasks)."""
+def _check_data(base: str | os.PathLike, data: dict[str, TaskData], add_task: str | None = None) -> None:
+    """Every task of the data is a task of the model (a SciMult folder's own, else the three SciMult tasks), or
+    the task being added (then the data is that task's alone)."""
     if not data:
         raise InputError("no training data: give at least one task.")
     from ..configuration_scimult import SciMultConfig
@@ -210,6 +225,13 @@ def _check_data(base: str | os.PathLike, data: dict[str, TaskData]) -> None:
     # A SciMult folder trains its own tasks; a BERT is upcycled with the default ones. The config answers.
     config = SciMultConfig.from_pretrained(base) if model_type(os.fspath(base)) == "scimult" else SciMultConfig()
     valid = set(config.valid_task_names())
+    if add_task:
+        if model_type(os.fspath(base)) != "scimult":
+            raise InputError(f"--add-task adds a task to a trained SciMult model; {base} is not one.")
+        if set(data) != {add_task}:
+            raise InputError(f"with --add-task {add_task} the training data is that task's alone (--data "
+                             f"{add_task}=DIR); got tasks {sorted(data)}.")
+        return
     unknown = sorted(set(data) - valid)
     if unknown:
         raise InputError(f"unknown tasks {unknown} in the training data; the model's tasks are {sorted(valid)}.")
