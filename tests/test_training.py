@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -399,3 +400,41 @@ def test_mining_shows_a_labelled_bar_skips_the_paper_itself_and_is_cached(minilm
     monkeypatch.setattr(encoding, "encode_for_task", lambda *a, **k: calls.append(a) or None)
     again = mine_hard_negatives(st, data, 2, show_progress_bar=True)
     assert calls == [] and again.pairs["negative_1"] == mined.pairs["negative_1"]
+
+
+def test_a_recipe_mixes_sets_by_weight_with_label_negatives(shared_dir, tmp_path):
+    """The larger real sets through one recipe: arxiv-cats (multi-label: a pair per label) and synergy-mesh (873
+    MeSH descriptors) for classification, weighted, each pair with label negatives that are not its own labels."""
+    from scimult_hf.training.data import load_task_data
+    from scimult_hf.training.recipe import load_recipe, mixture_data
+
+    recipe_file = tmp_path / "recipe.json"
+    recipe_file.write_text(json.dumps({"tasks": {"classification": [
+        {"data": str(shared_dir / "data" / "arxiv-cats"), "weight": 0.5},
+        {"data": str(shared_dir / "data" / "synergy-mesh"), "weight": 0.1}]}, "label_negatives": 2}))
+    mixed = mixture_data(load_recipe(recipe_file))["classification"]
+    arxiv = load_task_data(shared_dir / "data" / "arxiv-cats", "classification")
+    mesh = load_task_data(shared_dir / "data" / "synergy-mesh", "classification")
+    assert len(mixed.pairs) == round(0.5 * len(arxiv.pairs)) + round(0.1 * len(mesh.pairs))
+    assert mixed.pairs.column_names == ["anchor", "positive", "negative_1", "negative_2"]
+    gold = {}  # (set, paper) -> its label texts
+    for i, d in enumerate((arxiv, mesh)):
+        for anchor, label in zip(d.anchor_ids, d.positive_ids):
+            gold.setdefault(f"{i}:{anchor}", set()).add(d.candidates[label])
+    for row in range(0, len(mixed.pairs), 97):
+        pair, labels = mixed.pairs[row], gold[mixed.anchor_ids[row]]
+        assert pair["positive"] in labels and pair["negative_1"] not in labels and pair["negative_2"] not in labels
+    assert [s["weight"] for s in mixed.source["mixture"]] == [0.5, 0.1]
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ({"task": {}}, '"tasks"'),
+    ({"tasks": {"search": [{"data": "x", "weight": 0}]}}, "weight must be a positive number"),
+    ({"tasks": {"search": []}}, "non-empty list"),
+    ({"tasks": {"search": [{"data": "x"}]}, "negatives": 3}, "unknown recipe keys ['negatives']"),
+])
+def test_a_bad_recipe_is_named(recipe, message):
+    from scimult_hf.training.recipe import parse_recipe
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_recipe(recipe)

@@ -174,8 +174,12 @@ def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
         "|---|---|---|---:|---:|",
     ]
     for task, source in sorted(data.items()):
-        lines.append(f"| `{task}` | `{source.get('path')}` ({source.get('format')}) | {source.get('split', '')} | "
-                     f"{source.get('rows', '')} | {source.get('negatives', 0)} |")
+        for part in source.get("mixture") or [source]:  # a recipe's sets, one row each
+            weight = f" x {part['weight']:g}" if part.get("weight", 1) != 1 else ""
+            negatives = part.get("negatives") or (f"{part['label_negatives']} (labels)" if part.get("label_negatives")
+                                                  else 0)
+            lines.append(f"| `{task}` | `{part.get('path')}` ({part.get('format')}){weight} | {part.get('split', '')} | "
+                         f"{part.get('rows', '')} | {negatives} |")
     lines += ["", "## Hyper-parameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | `{v}` |" for k, v in sorted(config.items())]
     lines += [

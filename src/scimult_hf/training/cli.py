@@ -33,6 +33,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=_task_path, action="append", default=[], metavar="TASK=PATH",
                    help="a task's training data: BEIR folder, classification folder, or pair/triplet JSONL/parquet "
                    "(repeat per task)")
+    p.add_argument("--recipe", help="a JSON mixture instead of --data: per task, its sets and their weights, and "
+                   "label negatives (see scimult_hf.training.recipe)")
     p.add_argument("--split", default="train", help="split of the folders to read (default: train)")
     p.add_argument("--negatives", type=int, default=0, help="hard negatives to mine per pair (default: 0)")
     p.add_argument("--negatives-skip", type=int, default=0, help="nearest non-positives to pass over when mining")
@@ -42,8 +44,22 @@ def _load(args, model_for_mining):
     from .data import load_task_data
     from .negatives import mine_hard_negatives
 
+    if args.recipe:
+        from .recipe import load_recipe, mixture_data
+
+        if args.data:
+            raise InputError("give either --recipe or --data, not both.")
+        recipe = load_recipe(args.recipe)
+        if not args.negatives:
+            return mixture_data(recipe)
+        from ..models.folder import load_sentence_transformer
+        from ..released import resolve_model_path
+
+        st = load_sentence_transformer(resolve_model_path(model_for_mining))
+        return mixture_data(recipe, mine=lambda d: mine_hard_negatives(st, d, args.negatives, args.negatives_skip,
+                                                                         show_progress_bar=True))
     if not args.data:
-        raise InputError("give training data with --data TASK=PATH (one per task).")
+        raise InputError("give training data with --data TASK=PATH (one per task), or a --recipe.")
     tasks = [t for t, _ in args.data]
     if len(set(tasks)) != len(tasks):
         raise InputError(f"--data names a task twice: {tasks}.")
@@ -65,7 +81,7 @@ def run_prepare(args) -> int:
 
     if args.negatives and not args.model:
         raise InputError("--negatives needs --model (the model that mines them).")
-    check_output(args.output, [p for _, p in args.data], args.overwrite)
+    check_output(args.output, [p for _, p in args.data] + ([args.recipe] if args.recipe else []), args.overwrite)
     data = _load(args, args.model)
     with atomic_directory(args.output) as tmp:
         for task, d in data.items():

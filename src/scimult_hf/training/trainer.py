@@ -332,8 +332,7 @@ def _write_outputs(trainer, st, config: TrainConfig, data: dict[str, TaskData], 
                         max_seq_length=st.max_seq_length, overwrite=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
     # Published files name models and data without local paths: Hub ids where known, else relative or own names.
-    sources = {t: {k: data_reference(v) if k in ("path", "qrels") else v for k, v in d.source.items()}
-               for t, d in data.items()}
+    sources = {t: _without_local_paths(d.source, data_reference) for t, d in data.items()}
     base_name = model_reference(base)
     _write_json(output_dir / "losses.json", history)
     _write_json(output_dir / "training.json", {"base_model": base_name, "config": asdict(config), "data": sources,
@@ -341,6 +340,16 @@ def _write_outputs(trainer, st, config: TrainConfig, data: dict[str, TaskData], 
     _plot_losses(history, output_dir / "loss.png")
     atomic_write_text(output_dir / "README.md", trained_model_card(asdict(config), sources, base=base_name))
     return folder
+
+
+def _without_local_paths(value, reference):
+    """``value`` (a source record: dicts and lists) with every ``path`` / ``qrels`` entry passed to ``reference``."""
+    if isinstance(value, dict):
+        return {k: reference(v) if k in ("path", "qrels") and isinstance(v, str) else _without_local_paths(v, reference)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_local_paths(v, reference) for v in value]
+    return value
 
 
 def _has(module: str) -> bool:
