@@ -294,3 +294,31 @@ def test_shards_are_small_enough_to_resume_and_the_bar_counts_only_model_work(mi
     encode_corpus(str(minilm_scimult), papers, tmp_path / "c", tasks=["search", "classification"], batch_size=4)
     err = capsys.readouterr().err
     assert "20/20" in err and "/40" not in err, err[-500:]
+
+
+def test_overwrite_replaces_the_collection_only_when_the_new_one_is_complete(minilm_scimult, tmp_path, monkeypatch):
+    """``--overwrite`` builds beside the old collection (``.NAME.next``): a run that stops leaves the old one
+    whole, and the same command finishes the new one and only then puts it in place."""
+    from scimult_hf.corpus import encoders
+
+    out = tmp_path / "c"
+    first = write_jsonl(tmp_path / "first.jsonl", sample_rows(6))
+    encode_corpus(str(minilm_scimult), first, out, shard_size=2, show_progress_bar=False)
+    second = write_jsonl(tmp_path / "second.jsonl", sample_rows(10))
+    real = encoders.Encoder.__call__
+    calls = {"n": 0}
+
+    def stop_after_two_shards(self, texts, role="document"):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt  # the run stops
+        return real(self, texts, role)
+
+    monkeypatch.setattr(encoders.Encoder, "__call__", stop_after_two_shards)
+    with pytest.raises(KeyboardInterrupt):
+        encode_corpus(str(minilm_scimult), second, out, shard_size=2, overwrite=True, show_progress_bar=False)
+    assert Collection(out).size == 6 and (tmp_path / ".c.next").is_dir()  # the old one, whole
+    monkeypatch.setattr(encoders.Encoder, "__call__", real)
+    encode_corpus(str(minilm_scimult), second, out, shard_size=2, overwrite=True, show_progress_bar=False)
+    assert Collection(out).size == 10 and not (tmp_path / ".c.next").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "first.jsonl", "second.jsonl"]

@@ -85,20 +85,17 @@ def _prepare_folder(output: Path, run: dict, tasks: Sequence[str]) -> dict:
     return manifest
 
 
-def _work_folder(output: Path, run: dict, overwrite: bool) -> Path:
-    """The folder the shards go to: ``output`` itself, or with ``overwrite`` an existing output's
-    ``.NAME.next`` (kept when it holds this same run, so that a stopped overwrite resumes)."""
-    if not overwrite or not output.exists():
-        return output
+def _clear_stale_next(output: Path, run: dict) -> None:
+    """Remove ``output``'s ``.NAME.next`` unless it holds this same run (then a stopped overwrite resumes there)."""
     work = _next_name(output)
-    if work.exists():
-        try:
-            manifest = read_manifest(work)
-        except CollectionError:
-            manifest = None
-        if manifest is None or any(manifest.get(k) != run[k] for k in ("input", "model", "weights", "shard_size")):
-            shutil.rmtree(work)
-    return work
+    if not work.exists():
+        return
+    try:
+        manifest = read_manifest(work)
+    except CollectionError:
+        manifest = None
+    if manifest is None or any(manifest.get(k) != run[k] for k in ("input", "model", "weights", "shard_size")):
+        shutil.rmtree(work)
 
 
 def encode_corpus(
@@ -163,7 +160,7 @@ def encode_corpus(
     work = _next_name(output) if staged else output
     if state.is_main_process:
         if staged:
-            _work_folder(output, run, overwrite)
+            _clear_stale_next(output, run)
         manifest = _prepare_folder(work, run, tasks)
         for task, enc in encoders.items():
             manifest["tasks"][task].update({"dimension": enc.dimension, "similarity": enc.similarity,
