@@ -270,6 +270,21 @@ def test_frozen_shared_weights_stay_and_experts_move(tmp_path, tiny_bert, pair_f
     assert any(not torch.equal(before[k], after[k]) for k in before if ".experts." in k)
 
 
+def test_init_pull_keeps_the_weights_nearer_their_start(tmp_path, tiny_bert, pair_files):
+    def distance(run, **kw):
+        folder = train(tiny_bert, data_from(pair_files), tmp_path / run, quick_config(epochs=2, learning_rate=5e-3, **kw))
+        before = load_file(tmp_path / run / "initial" / "model.safetensors")
+        after = load_file(folder / "model.safetensors")
+        return sum(float(((after[k] - before[k]) ** 2).sum()) for k in before), tmp_path / run
+
+    free, _ = distance("free")
+    pulled, run = distance("pulled", init_pull=10.0)
+    assert 0 < pulled < 0.5 * free, (pulled, free)
+    history = json.loads((run / "losses.json").read_text())
+    assert any(h.get("loss/init_pull", 0) > 0 for h in history)
+    assert json.loads((run / "training.json").read_text())["config"]["init_pull"] == 10.0
+
+
 def test_cached_loss_trains(tmp_path, tiny_bert, pair_files):
     config = quick_config(epochs=2, cached_loss=True, mini_batch_size=4)
     train(tiny_bert, data_from({"search": pair_files["search"]}), tmp_path / "run", config)

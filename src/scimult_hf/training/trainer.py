@@ -58,6 +58,9 @@ class TrainConfig:
     expert_learning_rate: float | None = _option(None, "learning rate of the experts (default: --lr)",
                                                  aliases=["--expert-lr"])
     freeze_shared: bool = _option(False, "train the experts only (variant moe)")
+    init_pull: float = _option(0.0, "L2 pull toward the starting weights: adds init_pull * sum((w - w_start)^2) "
+                                    "over the trained weights to every batch's loss (keeps what the base knew; "
+                                    "0: off)")
     scale: float = _option(20.0, "InfoNCE scale (1 / temperature)")
     cached_loss: bool = _option(False, "cached InfoNCE, for batches too large for memory")
     mini_batch_size: int = _option(32, "with --cached-loss: rows per forward pass")
@@ -84,6 +87,8 @@ class TrainConfig:
             raise InputError(f"sampler must be 'round_robin' or 'proportional', got {self.sampler!r}.")
         if self.freeze_shared and self.variant != "moe":
             raise InputError("freeze_shared trains the experts only, so it needs variant 'moe'.")
+        if self.init_pull < 0:
+            raise InputError(f"init_pull must be >= 0 (0: off), got {self.init_pull}.")
         if self.init_from and not self.add_task:
             raise InputError("--init-from goes with --add-task (the task whose experts the new task starts from).")
 
@@ -135,20 +140,35 @@ def _make_trainer_class():
 
     class SciMultTrainer(SentenceTransformerTrainer):
         """Records each task's loss: logged as ``loss/<task>`` (tensorboard, ``log_history``) and shown on the
-        progress bar with the task of the current batch."""
+        progress bar with the task of the current batch. With ``init_pull`` > 0 every batch's loss also gets
+        ``init_pull * sum((w - w_start)^2)`` over the trained weights (L2-SP: fine-tuning that stays near the
+        start), logged as ``loss/init_pull``."""
 
         def add_model_card_callback(self, default_args_dict):
             """No sentence-transformers card: its usage snippet encodes without a task, which SciMult refuses;
             the run writes its own card (``hub.cards.trained_model_card``)."""
 
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, init_pull: float = 0.0, **kwargs):
             super().__init__(*args, **kwargs)
             self.task_losses: dict[str, list[float]] = defaultdict(list)
             self.current = ("", float("nan"))
+            self.init_pull = init_pull
+            # The starting point of each trained weight (a detached copy, on the weight's device).
+            self.start = ({n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+                          if init_pull else {})
+
+        def pull(self, model):
+            """``init_pull * sum((w - w_start)^2)`` over the trained weights (float32)."""
+            params = dict(model.named_parameters())
+            return self.init_pull * sum(((params[n].float() - w.float()) ** 2).sum() for n, w in self.start.items())
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             task = inputs.get("dataset_name")
             out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            if self.init_pull and model.training:
+                pull = self.pull(self.accelerator.unwrap_model(model))
+                self.task_losses["init_pull"].append(float(pull.detach()))
+                out = (out[0] + pull, *out[1:]) if isinstance(out, tuple) else out + pull
             if task and model.training:
                 value = float((out[0] if isinstance(out, tuple) else out).detach())
                 self.task_losses[task].append(value)
@@ -300,7 +320,7 @@ def _make_trainer(st, datasets: dict, config: TrainConfig, output_dir: Path, che
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(output_dir / "logs")
     try:
         trainer = _make_trainer_class()(model=st, args=args, train_dataset=datasets,
-                                        loss={task: loss(task) for task in datasets})
+                                        loss={task: loss(task) for task in datasets}, init_pull=config.init_pull)
     finally:
         if previous is None:
             os.environ.pop("TENSORBOARD_LOGGING_DIR")
