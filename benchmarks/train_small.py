@@ -31,25 +31,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from training_runs import bar_plot, fp32_copy, train_plain, train_scimult  # noqa: E402
+
 TRAIN = {"search": "scifact", "link_prediction": "unarxive-cites", "classification": "ohsumed23"}
 VARIANTS = ["plain", "moe-attention", "moe-ffn", "vanilla", "instruction"]
-
-
-def fp32_copy(base: Path, work: Path) -> Path:
-    """``base`` itself if its weights are float32, else a float32 copy (a half-precision carried copy)."""
-    import torch
-    from safetensors import safe_open
-    from transformers import BertModel
-
-    with safe_open(base / "model.safetensors", framework="pt") as f:
-        dtype = f.get_slice(next(iter(f.keys()))).get_dtype()
-    if dtype == "F32":
-        return base
-    out = work / "base-fp32"
-    if not out.exists():
-        shutil.copytree(base, out)
-        BertModel.from_pretrained(base, dtype=torch.float32).save_pretrained(out)
-    return out
 
 
 def load_data(data_dir: Path, st, negatives: int):
@@ -61,43 +46,15 @@ def load_data(data_dir: Path, st, negatives: int):
     return data
 
 
-def train_plain(base: Path, data, out: Path, args) -> Path:
-    """The stock sentence-transformers recipe: one model, MNRL per task, round-robin, no task anywhere.
-
-    The default batch sampler: ``NO_DUPLICATES`` cannot fill a single batch of 32 from OHSUMED's 23 labels.
-    """
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-
-    st = SentenceTransformer(str(base), device=args.device)
-    st.max_seq_length = args.max_seq_length
-    targs = SentenceTransformerTrainingArguments(
-        output_dir=str(out / "checkpoints"), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-        learning_rate=args.lr, warmup_steps=0.1, batch_sampler=BatchSamplers.BATCH_SAMPLER,
-        multi_dataset_batch_sampler=MultiDatasetBatchSamplers.ROUND_ROBIN, seed=args.seed, save_strategy="no",
-        logging_steps=20, report_to=[], bf16=args.bf16, use_cpu=args.device == "cpu", dataloader_drop_last=True,
-    )
-    trainer = SentenceTransformerTrainer(model=st, args=targs, train_dataset={t: d.pairs for t, d in data.items()},
-                                         loss={t: MultipleNegativesRankingLoss(st) for t in data})
-    trainer.train()
-    st.save(str(out / "model"), create_model_card=False)
-    return out / "model"
-
-
 def train_variant(base: Path, data, out: Path, variant: str, args) -> Path:
-    from scimult_hf.training import TrainConfig, train
-
+    if variant == "plain":
+        return train_plain(base, data, out, device=args.device, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, bf16=args.bf16, max_seq_length=args.max_seq_length, seed=args.seed)
     name, _, experts = variant.partition("-")
-    config = TrainConfig(variant=name, expert_type=experts or "attention", epochs=args.epochs,
+    return train_scimult(base, data, out, variant=name, expert_type=experts or "attention", epochs=args.epochs,
                          batch_size=args.batch_size, learning_rate=args.lr, expert_learning_rate=args.expert_lr,
-                         freeze_shared=args.freeze_shared and name == "moe", seed=args.seed, save_steps=10**9, logging_steps=20, bf16=args.bf16,
-                         max_seq_length=args.max_seq_length, sampler="round_robin")
-    return train(base, data, out, config)
+                         freeze_shared=args.freeze_shared and name == "moe", seed=args.seed, logging_steps=20,
+                         bf16=args.bf16, max_seq_length=args.max_seq_length, sampler="round_robin")
 
 
 def evaluate(model_dir: Path, data_dir: Path, args, name: str) -> list[dict]:
@@ -109,25 +66,6 @@ def evaluate(model_dir: Path, data_dir: Path, args, name: str) -> list[dict]:
     st.max_seq_length = args.max_seq_length
     return run_suite(st, data_dir, ["scifact", "unarxive-cites", "ohsumed23", "s2orc-fos"], cache_dir=None,
                      batch_size=64, show_progress_bar=False, model_name=name)
-
-
-def plot(table: dict[str, dict[str, float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sets = list(next(iter(table.values())))
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / len(table)
-    for i, (model, row) in enumerate(table.items()):
-        ax.bar([j + i * width for j in range(len(sets))], [row[s] for s in sets], width, label=model)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(sets))], sets)
-    ax.set_ylabel("headline metric")
-    ax.set_title("all-MiniLM-L6-v2: base, plain multi-task fine-tune, SciMult variants")
-    ax.legend(fontsize=8, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> int:
@@ -171,7 +109,7 @@ def main() -> int:
         folder = out / variant
         if folder.exists():
             shutil.rmtree(folder)
-        model = train_plain(base, data, folder, args) if variant == "plain" else train_variant(base, data, folder, variant, args)
+        model = train_variant(base, data, folder, variant, args)
         timings[variant] = round(time.perf_counter() - t0, 1)
         results[variant] = evaluate(model, data_dir, args, variant)
         print(f"[{variant}] trained in {timings[variant]} s", file=sys.stderr, flush=True)
@@ -189,7 +127,7 @@ def main() -> int:
     (out / "table.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"args": vars(args) | {"base": str(args.base)}, "timings_s": timings,
                                                   "results": results}, indent=2, default=str))
-    plot(table, out / "train_small.png")
+    bar_plot(table, out / "train_small.png", "all-MiniLM-L6-v2: base, plain multi-task fine-tune, SciMult variants")
     return 0
 
 

