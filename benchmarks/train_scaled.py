@@ -76,11 +76,12 @@ def recipe(data_dir: Path) -> dict:
     return parse_recipe({"tasks": tasks})
 
 
-def training_data(data_dir: Path, miner, negatives: int, seed: int):
+def training_data(data_dir: Path, miner, negatives: int, seed: int, max_length: int | None = None):
     from scimult_hf.training import mine_hard_negatives
     from scimult_hf.training.recipe import mixture_data
 
-    mine = (lambda d: mine_hard_negatives(miner, d, negatives, show_progress_bar=True)) if negatives else None
+    mine = ((lambda d: mine_hard_negatives(miner, d, negatives, show_progress_bar=True, max_length=max_length))
+            if negatives else None)
     return mixture_data(recipe(data_dir), mine=mine, seed=seed)
 
 
@@ -211,6 +212,8 @@ def main() -> int:
     parser.add_argument("--init-pull", type=float, default=0.5, help="moe-ffn-pull's L2 pull toward the start")
     parser.add_argument("--wise", type=float, default=0.5, help="the +wise rows' share of the trained weights")
     parser.add_argument("--negatives", type=int, default=1, help="mined hard negatives per pair (all variants)")
+    parser.add_argument("--mining-max-length", type=int, default=None,
+                        help="mine with the texts cut to this many tokens (default: --max-seq-length)")
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
@@ -248,7 +251,7 @@ def main() -> int:
     t0 = time.perf_counter()
     miner = load_sentence_transformer(str(base), device=args.device)  # the base model mines for everyone
     miner.max_seq_length = args.max_seq_length
-    data = training_data(data_dir, miner, args.negatives, args.seed)
+    data = training_data(data_dir, miner, args.negatives, args.seed, args.mining_max_length)
     del miner
     run["timings_s"]["mining"] = round(time.perf_counter() - t0, 1)
     run["pairs"] = {task: len(d.pairs) for task, d in data.items()}

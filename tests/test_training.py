@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from scimult_hf import load_sentence_transformer
 from scimult_hf.cli import main
+from scimult_hf.errors import InputError
 from scimult_hf.training import TrainConfig, load_task_data, mine_hard_negatives, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,7 +399,7 @@ def test_mining_shows_a_labelled_bar_skips_the_paper_itself_and_is_cached(minilm
                                                                         capsys):
     """Citation sets hold the citing papers in the corpus too: a paper is never its own negative. Mining says
     what it mines, and a second run takes the cached result without encoding anything."""
-    from scimult_hf.retrieval import encoding
+    import scimult_hf.retrieval as retrieval
     from scimult_hf.training.data import pairs_from_beir
     from scimult_hf.training.negatives import mine_hard_negatives
 
@@ -412,9 +413,22 @@ def test_mining_shows_a_labelled_bar_skips_the_paper_itself_and_is_cached(minilm
     negatives = {mined.pairs[0]["negative_1"], mined.pairs[0]["negative_2"]}
     assert data.candidates["d0"] not in negatives and data.candidates["d1"] not in negatives  # not itself, not cited
     calls = []
-    monkeypatch.setattr(encoding, "encode_for_task", lambda *a, **k: calls.append(a) or None)
+    monkeypatch.setattr(retrieval, "encode_for_task", lambda *a, **k: calls.append(a) or None)
     again = mine_hard_negatives(st, data, 2, show_progress_bar=True)
     assert calls == [] and again.pairs["negative_1"] == mined.pairs["negative_1"]
+    # Shorter inputs are other options: mined anew (not the cached full-length result), the model's length kept.
+    monkeypatch.undo()
+    lengths = []
+    real = retrieval.encode_for_task
+    monkeypatch.setattr(retrieval, "encode_for_task",
+                        lambda st, *a, **k: lengths.append(st.max_seq_length) or real(st, *a, **k))
+    short = mine_hard_negatives(st, data, 2, max_length=8)
+    assert lengths and set(lengths) == {8} and st.max_seq_length == 256
+    assert short.source["negatives_max_length"] == 8
+    assert {short.pairs[0]["negative_1"], short.pairs[0]["negative_2"]} <= set(data.candidates.values()) - {
+        data.candidates["d0"], data.candidates["d1"]}
+    with pytest.raises(InputError, match="max_length must be a positive"):
+        mine_hard_negatives(st, data, 1, max_length=0)
 
 
 def test_a_recipe_mixes_sets_by_weight_with_label_negatives(shared_dir, tmp_path):

@@ -38,6 +38,9 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="train", help="split of the folders to read (default: train)")
     p.add_argument("--negatives", type=int, default=0, help="hard negatives to mine per pair (default: 0)")
     p.add_argument("--negatives-skip", type=int, default=0, help="nearest non-positives to pass over when mining")
+    p.add_argument("--negatives-max-length", type=int, default=None, metavar="TOKENS",
+                   help="mine with the texts cut to this many tokens (64: about twice as fast as 128 on a CPU; "
+                   "default: the model's length)")
 
 
 def _load(args, model_for_mining):
@@ -56,8 +59,8 @@ def _load(args, model_for_mining):
         from ..released import resolve_model_path
 
         st = load_sentence_transformer(resolve_model_path(model_for_mining))
-        return mixture_data(recipe, mine=lambda d: mine_hard_negatives(st, d, args.negatives, args.negatives_skip,
-                                                                         show_progress_bar=True))
+        return mixture_data(recipe, mine=lambda d: mine_hard_negatives(
+            st, d, args.negatives, args.negatives_skip, show_progress_bar=True, max_length=args.negatives_max_length))
     if not args.data:
         raise InputError("give training data with --data TASK=PATH (one per task), or a --recipe.")
     tasks = [t for t, _ in args.data]
@@ -69,8 +72,8 @@ def _load(args, model_for_mining):
         from ..released import resolve_model_path
 
         st = load_sentence_transformer(resolve_model_path(model_for_mining))
-        data = {t: mine_hard_negatives(st, d, args.negatives, args.negatives_skip, show_progress_bar=True)
-                for t, d in data.items()}
+        data = {t: mine_hard_negatives(st, d, args.negatives, args.negatives_skip, show_progress_bar=True,
+                                       max_length=args.negatives_max_length) for t, d in data.items()}
     return data
 
 

@@ -31,11 +31,14 @@ __all__ = ["mine_hard_negatives"]
 
 
 def mine_hard_negatives(st, data: TaskData, num_negatives: int = 1, skip_top: int = 0, batch_size: int = 64,
-                        show_progress_bar: bool = False) -> TaskData:
+                        show_progress_bar: bool = False, max_length: int | None = None) -> TaskData:
     """Add ``negative`` (one) or ``negative_1`` ... ``negative_n`` columns to ``data.pairs``.
 
     ``skip_top`` passes over the nearest non-positive candidates first (they are often unlabelled
-    positives). Data read from a pair file has no candidate pool and cannot be mined.
+    positives). ``max_length`` encodes with the texts cut to that many tokens (when below the model's
+    ``max_seq_length``): encoding cost is about linear in the length, so 64 mines about twice as fast as 128
+    on a CPU, with the title and the abstract's opening still deciding the neighbours. Data read from a pair
+    file has no candidate pool and cannot be mined.
     """
     if num_negatives < 1:
         return data
@@ -46,11 +49,19 @@ def mine_hard_negatives(st, data: TaskData, num_negatives: int = 1, skip_top: in
     cand_ids = list(data.candidates)
     anchors = list(dict.fromkeys(data.anchor_ids))
     anchor_text = dict(zip(data.anchor_ids, data.pairs["anchor"]))
-    key = _cache_key(st, data, anchors, anchor_text, cand_ids, num_negatives, skip_top)
+    if max_length is not None and max_length < 1:
+        raise InputError(f"max_length must be a positive number of tokens, got {max_length}.")
+    length = min(max_length, st.max_seq_length) if max_length and st.max_seq_length else max_length
+    key = _cache_key(st, data, anchors, anchor_text, cand_ids, num_negatives, skip_top, length)
     chosen = _cached(key)
     if chosen is None:
-        chosen = _mine(st, data, task, anchors, anchor_text, cand_ids, num_negatives, skip_top, batch_size,
-                       show_progress_bar)
+        kept = st.max_seq_length
+        st.max_seq_length = length or kept
+        try:
+            chosen = _mine(st, data, task, anchors, anchor_text, cand_ids, num_negatives, skip_top, batch_size,
+                           show_progress_bar)
+        finally:
+            st.max_seq_length = kept
         from ..io import atomic_write_text
 
         atomic_write_text(_cache_path(key), json.dumps(chosen))
@@ -64,7 +75,8 @@ def mine_hard_negatives(st, data: TaskData, num_negatives: int = 1, skip_top: in
         pairs = pairs.add_column(name, [data.candidates[chosen[a][j]] for a in data.anchor_ids])
     logger.info("task %s: mined %d negative(s) for %d anchors", data.task, num_negatives, len(anchors))
     return TaskData(data.task, pairs, data.anchor_ids, data.positive_ids, data.candidates, data.positives,
-                    {**data.source, "negatives": num_negatives, "negatives_skip_top": skip_top})
+                    {**data.source, "negatives": num_negatives, "negatives_skip_top": skip_top,
+                     **({"negatives_max_length": length} if length else {})})
 
 
 def _cache_path(key: str) -> Path:
@@ -73,7 +85,8 @@ def _cache_path(key: str) -> Path:
     return cache_dir() / "negatives" / f"{key}.json"
 
 
-def _cache_key(st, data: TaskData, anchors, anchor_text, cand_ids, num_negatives: int, skip_top: int) -> str:
+def _cache_key(st, data: TaskData, anchors, anchor_text, cand_ids, num_negatives: int, skip_top: int,
+               length: int | None = None) -> str:
     """What the mined negatives depend on: the model's weights and setup, the anchors, the candidates and their
     known positives, and the options."""
     from ..retrieval import model_fingerprint, texts_fingerprint
@@ -81,7 +94,8 @@ def _cache_key(st, data: TaskData, anchors, anchor_text, cand_ids, num_negatives
     h = hashlib.sha256()
     for part in (model_fingerprint(st), data.task, texts_fingerprint([anchor_text[a] for a in anchors], anchors),
                  texts_fingerprint([data.candidates[c] for c in cand_ids], cand_ids),
-                 json.dumps(sorted((a, sorted(p)) for a, p in data.positives.items())), f"{num_negatives}/{skip_top}"):
+                 json.dumps(sorted((a, sorted(p)) for a, p in data.positives.items())),
+                 f"{num_negatives}/{skip_top}" + (f"/{length}" if length else "")):
         h.update(part.encode("utf-8"))
         h.update(b"\x1e")
     return h.hexdigest()[:32]
