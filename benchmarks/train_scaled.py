@@ -24,8 +24,8 @@ Variants (``--variants``; ``base`` is always evaluated):
 * ``moe-ffn-split``: feed-forward experts trained at 5x ``--lr``, the shared layers at 1/4 of it (training
   shared layers less);
 * ``moe-ffn-pull``: as ``moe-ffn-split``, plus an L2 pull toward the start (``--init-pull``);
-* ``moe-ffn-split+wise``: no training of its own: ``moe-ffn-split``'s weights averaged with its start
-  (``--wise`` alpha; weight-space ensembling).
+* ``moe-ffn-split+wise``, ``moe-ffn+wise``: no training of their own: that variant's weights (trained earlier
+  into the same ``--output``) averaged with its start (``--wise`` alpha; weight-space ensembling).
 
 Every variant gets the same mined hard negative per pair (mined once with the base model through the task's
 expert, cached). The run prints and writes (``--summary``: ``results.json``, ``table.md``, ``train_scaled.png``)
@@ -61,7 +61,7 @@ SETS = {
 }
 ZERO_SHOT = "S2ORC FoS (zero-shot)"
 VARIANTS = ["plain", "vanilla", "moe-ffn", "moe-attention", "instruction", "moe-ffn-split", "moe-ffn-pull",
-            "moe-ffn-split+wise"]
+            "moe-ffn-split+wise", "moe-ffn+wise"]
 MOE = [v for v in VARIANTS if v.startswith("moe")]
 
 
