@@ -39,7 +39,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negatives", type=int, default=0, help="hard negatives to mine per pair (default: 0)")
     p.add_argument("--negatives-skip", type=int, default=0, help="nearest non-positives to pass over when mining")
     p.add_argument("--negatives-max-length", type=int, default=None, metavar="TOKENS",
-                   help="mine with the texts cut to this many tokens (64: about twice as fast as 128 on a CPU; "
+                   help="mine with the texts cut to this many tokens (64: 1.6 times as fast as 128 on a CPU; "
                    "default: the model's length)")
 
 
