@@ -1,10 +1,15 @@
-"""Memory of ``scimult-hf serve`` under load: 50 concurrent requests of 32 abstracts each.
+"""Throughput and memory of ``scimult-hf serve`` under load: 50 concurrent requests, bodies of 1 KB or 5 MB.
 
 Starts the server on the offline default model in a process of its own, measures its resident memory (psutil,
-sampled every 50 ms) idle, at the peak of the load and after it, and counts the answers (200, or 503 for the
-requests beyond the waiting line).
+sampled every 50 ms) idle, at the peak of the load and after it, counts the answers (200, or 503 for the
+requests beyond the waiting line) and the papers encoded per second. The serve defaults (``--max-concurrent``,
+``--max-waiting``) were sized from these figures (README, "Serving").
 
-    python benchmarks/serve_load.py [--requests 50] [--inputs 32] [--max-concurrent 1] [--max-waiting 16]
+    python benchmarks/serve_load.py --body 1kb       # one abstract a request (about 1 KB)
+    python benchmarks/serve_load.py --body 5mb       # 256 inputs of 19,500 characters (about 5 MB)
+    python benchmarks/serve_load.py --body 5mb --max-waiting 16 --output benchmarks/results/serve_load.json
+
+``--output`` adds the row (with the stack's versions and the machine) to a JSON file.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ def post(url: str, body: bytes) -> int:
             return response.status
     except urllib.error.HTTPError as err:
         return err.code
+    except OSError:  # reset, broken pipe: counted as "other"
+        return -1
 
 
 def main() -> int:
@@ -45,16 +52,25 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=50)
-    parser.add_argument("--inputs", type=int, default=32)
-    parser.add_argument("--max-concurrent", type=int, default=1)
-    parser.add_argument("--max-waiting", type=int, default=16)
+    parser.add_argument("--body", choices=["1kb", "5mb"], default="1kb")
+    parser.add_argument("--max-concurrent", type=int, default=None, help="default: serve's own")
+    parser.add_argument("--max-waiting", type=int, default=None, help="default: serve's own")
+    parser.add_argument("--output", help="a JSON file to add this run's row to")
     args = parser.parse_args()
     with open(sample_papers(), encoding="utf-8") as f:
-        papers = [{"title": r["title"], "abstract": r["abstract"]} for r in map(json.loads, f)][: args.inputs]
+        rows = [{"title": r["title"], "abstract": r["abstract"]} for r in map(json.loads, f)]
+    if args.body == "1kb":
+        papers = [next(p for p in rows if 800 <= len(json.dumps(p)) <= 1100)]
+    else:
+        text = " ".join(p["abstract"] for p in rows)[:19_500]
+        papers = [text] * 256
+    limits = []
+    for flag in ("max_concurrent", "max_waiting"):
+        if getattr(args, flag) is not None:
+            limits += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "scimult_hf.cli", "serve", "--model", str(default_model_path()),
-                               "--port", str(port), "--max-concurrent", str(args.max_concurrent),
-                               "--max-waiting", str(args.max_waiting)], stderr=subprocess.DEVNULL)
+                               "--port", str(port), *limits], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(600):
@@ -88,11 +104,32 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print("| requests | inputs each | max concurrent / waiting | answered 200 | 503 | wall | idle RSS | peak RSS | "
+    from scimult_hf.serving.server import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_WAITING
+
+    concurrent = args.max_concurrent or DEFAULT_MAX_CONCURRENT
+    waiting = args.max_waiting if args.max_waiting is not None else DEFAULT_MAX_WAITING
+    row = {"requests": args.requests, "body_bytes": len(body), "inputs_each": len(papers),
+           "max_concurrent": concurrent, "max_waiting": waiting, "answered_200": statuses.count(200),
+           "answered_503": statuses.count(503), "other": len(statuses) - statuses.count(200) - statuses.count(503),
+           "wall_s": round(seconds, 1), "papers_per_s": round(statuses.count(200) * len(papers) / seconds, 1),
+           "idle_rss_gb": round(idle / 1e9, 2), "peak_rss_gb": round(peak / 1e9, 2), "after_rss_gb": round(after / 1e9, 2)}
+    print("| requests | body | max concurrent / waiting | 200 | 503 | other | wall | papers/s | idle RSS | peak RSS | "
           "RSS after |")
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.requests} | {args.inputs} | {args.max_concurrent} / {args.max_waiting} | {statuses.count(200)} | "
-          f"{statuses.count(503)} | {seconds:.1f} s | {idle / 1e9:.2f} GB | {peak / 1e9:.2f} GB | {after / 1e9:.2f} GB |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {row['requests']} | {len(body) / 1e3:,.0f} KB | {concurrent} / {waiting} | {row['answered_200']} | "
+          f"{row['answered_503']} | {row['other']} | {seconds:.1f} s | {row['papers_per_s']} | {row['idle_rss_gb']} GB | "
+          f"{row['peak_rss_gb']} GB | {row['after_rss_gb']} GB |")
+    if args.output:
+        from pathlib import Path
+
+        from scimult_hf.environment import environment_record
+        from scimult_hf.io import atomic_write_text
+
+        out = Path(args.output)
+        data = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+        data["rows"].append(row)
+        data["environment"] = environment_record()
+        atomic_write_text(out, json.dumps(data, indent=2) + "\n")
     return 0
 
 

@@ -30,7 +30,9 @@ from scimult_hf.training import TrainConfig, load_task_data, train
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("output", help="run folder to write")
-parser.add_argument("--steps", type=int, default=60, help="training steps (default: 60, about two minutes on 2 cores)")
+parser.add_argument("--steps", type=int, default=60,
+                    help="training steps (default: 60: about two minutes on 2 idle cores once the default model is "
+                         "built; a loaded machine takes longer)")
 args = parser.parse_args()
 
 with open(sample_papers(), encoding="utf-8") as f:
@@ -59,7 +61,15 @@ def measure(folder) -> dict:
 
 
 start = time.perf_counter()
+
+
+def say(line: str) -> None:
+    print(f"[{time.perf_counter() - start:5.0f} s] {line}", flush=True)
+
+
+say("building the offline default model (once) and measuring it on the held-out papers ...")
 before = measure(default_model_path())
+say(f"training {args.steps} steps on {len(train_rows)} papers (the bar follows; losses every few steps) ...")
 with tempfile.TemporaryDirectory() as tmp:
     classification = Path(tmp) / "classification"
     classification.mkdir()
@@ -74,6 +84,7 @@ with tempfile.TemporaryDirectory() as tmp:
     config = TrainConfig(max_steps=args.steps, batch_size=16, max_seq_length=128, learning_rate=5e-5,
                          logging_steps=10, save_steps=10**9, warmup_ratio=0.1)
     model_dir = train(str(default_model_path()), data, args.output, config)
+say("measuring the trained model ...")
 after = measure(model_dir)
 
 print(f"\n{len(train_rows)} papers trained on, {len(test_rows)} held out; {args.steps} steps; "

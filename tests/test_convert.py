@@ -206,6 +206,7 @@ def automodel_embeddings(converted) -> dict[str, list]:
 
 
 @pytest.mark.parametrize("name, task, key", cases())
+@pytest.mark.smoke
 def test_automodel_remote_code_matches_original(automodel_embeddings, name, task, key):
     got = automodel_embeddings[f"{name}/{task}"]
     assert max_diff(got, reference(name)[key]) <= TOL
@@ -221,6 +222,7 @@ def sentence_models(converted):
 
 
 @pytest.mark.parametrize("name, task, key", cases())
+@pytest.mark.smoke
 def test_sentence_transformer_matches_original(sentence_models, name, task, key):
     if name not in sentence_models:
         pytest.skip(f"fixture {name} not available")
@@ -235,6 +237,7 @@ def test_sentence_transformer_matches_original(sentence_models, name, task, key)
 
 
 @pytest.mark.parametrize("name, task, key", cases())
+@pytest.mark.smoke
 def test_per_task_export_matches_original(converted, tmp_path, name, task, key):
     from sentence_transformers import SentenceTransformer
 

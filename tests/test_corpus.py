@@ -58,6 +58,7 @@ def sample_index(minilm_scimult, tmp_path_factory):
     return folder
 
 
+@pytest.mark.smoke
 def test_encode_writes_shards_that_match_sentence_transformers(sample_index, minilm_scimult):
     from scimult_hf import load_sentence_transformer
     from scimult_hf.text import paper_text
@@ -74,6 +75,7 @@ def test_encode_writes_shards_that_match_sentence_transformers(sample_index, min
     assert np.array_equal(c.embeddings("classification"), c.embeddings("search"))
 
 
+@pytest.mark.smoke
 def test_search_finds_the_relevant_scifact_abstracts(scifact_subset, minilm_scimult, tmp_path, capsys):
     papers, claims = scifact_subset
     out = tmp_path / "scifact-index"
@@ -93,6 +95,7 @@ def test_search_finds_the_relevant_scifact_abstracts(scifact_subset, minilm_scim
     assert "| rank | score | id" in table and table.count("\n|") >= 4
 
 
+@pytest.mark.smoke
 def test_classify_and_recommend(sample_index, tmp_path, capsys):
     assert main(["classify", "--index", str(sample_index), "--labels", str(sample_labels()), "--limit", "5"]) == 0
     out = capsys.readouterr().out
@@ -174,12 +177,14 @@ def test_two_processes_write_what_one_writes(minilm_scimult, tmp_path):
     ("rows", "extra", "message"),
     [
         ([{"id": "1", "name": "x", "abstract": "y"}], [], "has no column 'title' (its columns: id, name, abstract); name the right one with --title-column"),
-        ([{"id": "1", "title": "x"}], ["--task", "search,summarise"], "unknown task 'summarise'"),
+        ([{"id": "1", "title": "x", "abstract": ""}], ["--task", "search,summarise"], "unknown task 'summarise'"),
         (None, [], "is empty: it holds no papers"),
-        ([{"id": "1", "title": "x"}], ["--model", "/nowhere/model"], "/nowhere/model"),
-        ([{"id": "1", "title": ""}, {"id": "2", "title": "x"}], [], "line 1 (id 1): no text in 'title' or 'abstract'"),
+        ([{"id": "1", "title": "x", "abstract": ""}], ["--model", "/nowhere/model"], "/nowhere/model"),
+        ([{"id": "1", "title": ""}, {"id": "2", "title": "x", "abstract": ""}], [],
+         "line 1 (id 1): no text in 'title' or 'abstract'"),
+        ([{"id": "1", "title": "x", "summary": "y"}], [], "no paper has the column 'abstract'"),
     ],
-    ids=["missing-column", "unknown-task", "empty-file", "missing-model", "empty-text"],
+    ids=["missing-column", "unknown-task", "empty-file", "missing-model", "empty-text", "missing-abstract-column"],
 )
 def test_bad_input_is_one_clear_line(rows, extra, message, minilm_scimult, tmp_path, capsys):
     papers = tmp_path / "papers.jsonl"
@@ -247,14 +252,15 @@ def test_experts_that_differ_give_each_task_its_own_embeddings(tiny_scimult, tmp
     (b'{"id": "u", "title": "caf\xe9"}', "papers.jsonl, line 150: not UTF-8"),
     (b'{"id": "", "title": "no id"}', "papers.jsonl, line 150: no id in column 'id'"),
     (b'{"id": "p3", "title": "a second p3"}', "papers.jsonl, line 150: id 'p3' repeats line 3"),
-], ids=["malformed-json", "not-utf8", "empty-id", "duplicate-id"])
+    (b'{"id": "n", "title": 42}', "papers.jsonl, line 150 (id n): 'title' is an int (42), not text"),
+], ids=["malformed-json", "not-utf8", "empty-id", "duplicate-id", "int-title"])
 def test_a_bad_line_deep_in_the_input_stops_before_the_model_loads(bad, message, minilm_scimult, tmp_path, monkeypatch,
                                                                   capsys):
     """The whole input is checked before the model loads (a streamed pass: I/O only), and the error names the file
     and the line; a repeated id is refused (search would list two papers under one id)."""
     from scimult_hf.corpus import encoders
 
-    lines = [json.dumps({"id": f"p{i}", "title": f"Paper {i}"}).encode() for i in range(1, 200)]
+    lines = [json.dumps({"id": f"p{i}", "title": f"Paper {i}", "abstract": ""}).encode() for i in range(1, 200)]
     lines[149] = bad
     papers = tmp_path / "papers.jsonl"
     papers.write_bytes(b"\n".join(lines) + b"\n")
@@ -276,7 +282,7 @@ def test_resuming_with_changed_weights_is_refused(tiny_scimult, tmp_path):
 
     model = tmp_path / "model"
     shutil.copytree(tiny_scimult, model)
-    papers = write_jsonl(tmp_path / "papers.jsonl", [{"id": str(i), "title": t} for i, t in enumerate(PAPERS)])
+    papers = write_jsonl(tmp_path / "papers.jsonl", [{"id": str(i), "title": t, "abstract": ""} for i, t in enumerate(PAPERS)])
     encode_corpus(str(model), papers, tmp_path / "c", shard_size=2, show_progress_bar=False)
     weights = model / "model.safetensors"
     weights.write_bytes(weights.read_bytes())  # rewritten (as a further training run would): a new file

@@ -25,6 +25,7 @@ def handler(tiny_scimult):
     return EndpointHandler(str(tiny_scimult), max_inputs=8, max_chars=500, batch_size=2, device="cpu")
 
 
+@pytest.mark.smoke
 def test_vectors_equal_sentence_transformers(handler):
     st = handler.model
     got = handler({"inputs": PAPERS, "parameters": {"task": "classification"}})
@@ -50,6 +51,8 @@ def test_vectors_equal_sentence_transformers(handler):
         ({"inputs": ["ok"], "parameters": {"task": "astrology"}}, "unknown_task"),
         ({"inputs": ["ok"]}, "missing_task"),
         ({"inputs": ["ok", "  "], "parameters": {"task": "search"}}, "empty_input"),
+        (json.loads('{"inputs": ["ok", "a \\ud800 b"], "parameters": {"task": "search"}}'), "bad_text"),
+        (json.loads('{"inputs": [{"title": "\\udfff"}], "parameters": {"task": "search"}}'), "bad_text"),
         ({"inputs": ["x"] * 9, "parameters": {"task": "search"}}, "too_many_inputs"),
         ({"inputs": ["x" * 501], "parameters": {"task": "search"}}, "input_too_long"),
         ({"inputs": ["ok"], "parameters": {"task": "search", "top_k": 3}}, "bad_parameters"),
@@ -125,6 +128,16 @@ def test_a_body_over_the_limit_is_refused_with_413(handler):
         assert status == 413 and body["error"]["code"] == "body_too_large"
         status, _ = post(url, json.dumps({"inputs": ["fits"], "parameters": {"task": "search"}}).encode())
         assert status == 200
+        # 5 MB: far more than the socket buffers hold, so urllib is still sending when the server answers; the
+        # server reads the rest away, and the client gets the 413 rather than a broken pipe
+        status, body = post(url, json.dumps({"inputs": ["x" * 5_000_000], "parameters": {"task": "search"}}).encode())
+        assert status == 413 and body["error"]["code"] == "body_too_large"
+
+
+def test_a_lone_surrogate_over_http_is_a_400(handler):
+    with running(make_app(handler)) as url:
+        status, body = post(url, b'{"inputs": ["a \\ud800 b"], "parameters": {"task": "search"}}')
+        assert status == 400 and body["error"]["code"] == "bad_text", body
 
 
 class _Slow:

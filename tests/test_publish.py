@@ -18,7 +18,7 @@ from scimult_hf.hub.cards import converted_model_card
 from scimult_hf.hub.publish import HANDLER_FILE, card_with_results, push_model
 
 CARD = """---
-license: mit
+license: apache-2.0
 library_name: sentence-transformers
 tags:
 - scimult
@@ -83,7 +83,7 @@ def test_card_results_parse_back_as_model_index(model_folder, tmp_path):
     card = card_with_results(CARD, [result], model_name="scimult-org/tiny")
     out = push_model(model_folder, "scimult-org/tiny", card, dry_run=tmp_path / "dry")
     data = ModelCard.load(out / "README.md").data
-    assert data.license == "mit" and data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
+    assert data.license == "apache-2.0" and data.base_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert data.model_name == "scimult-org/tiny"
     got = {(e.dataset_type, e.metric_type): e.metric_value for e in data.eval_results}
     assert got == {("scifact", "ndcg_at_10"): 0.648, ("scifact", "recall_at_100"): 0.925}
@@ -276,3 +276,55 @@ def test_release_command_converts_evaluates_cards_and_pushes(tmp_path):
     release_models(ckpts, "scimult-org", tmp_path / "work2", cards, tokenizer=tokenizers, api=api)
     assert [c[1]["repo_id"] for c in api.calls if c[0] == "create_repo"] == ["scimult-org/scimult_vanilla",
                                                                           "scimult-org/scimult_moe"]
+
+
+def test_pushed_exports_keep_the_task_prompts_and_apply_them_by_default(model_folder, tmp_path):
+    """A model with task prompts (the instruction variant's form): each pushed export carries the prompts and
+    makes its task's prompt the default, so plain sentence-transformers embeds exactly like the root model."""
+    from sentence_transformers import SentenceTransformer
+
+    model = tmp_path / "model"
+    shutil.copytree(model_folder, model)
+    st_config = model / "config_sentence_transformers.json"
+    config = json.loads(st_config.read_text())
+    config["prompts"] = {"search": "Find papers about: ", "classification": "Label: "}
+    st_config.write_text(json.dumps(config))
+    out = push_model(model, "o/n", CARD, dry_run=tmp_path / "dry")
+    root = SentenceTransformer(str(model), trust_remote_code=True, device="cpu")
+    for task in ("search", "classification", "link_prediction"):
+        export = out / "exports" / task
+        saved = json.loads((export / "config_sentence_transformers.json").read_text())
+        assert saved["prompts"] == config["prompts"]
+        assert saved["default_prompt_name"] == (task if task in config["prompts"] else None)
+        plain = SentenceTransformer(str(export), device="cpu")  # no remote code, no task, no prompt named
+        want = root.encode(PAPERS, task=task, prompt_name=task if task in config["prompts"] else None)
+        np.testing.assert_allclose(plain.encode(PAPERS), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("base_model: sentence-transformers/all-MiniLM-L6-v2", "base_model: sentence-transformers/all-MiniLM-L6-v2 (upcycled)"),
+     "is not a Hub id"),
+    (("license: apache-2.0", "license: mit"), "its base model sentence-transformers/all-MiniLM-L6-v2 is apache-2.0"),
+    (("license: apache-2.0\n", ""), "the card has no license"),
+])
+def test_card_metadata_the_hub_would_refuse_is_refused_first(model_folder, tmp_path, monkeypatch, edit, message):
+    """Refused before any export is built (so in well under a second), naming the field and the fix."""
+    from scimult_hf.models import export
+
+    monkeypatch.setattr(export, "export_task", lambda *a, **k: pytest.fail("exports were built before the check"))
+    with pytest.raises(ValueError, match=message):
+        push_model(model_folder, "o/n", CARD.replace(*edit), dry_run=tmp_path / "d")
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_trained_card_names_a_hub_id_and_the_base_models_license():
+    from scimult_hf.defaults import default_model_path
+    from scimult_hf.hub.cards import check_card_metadata, model_reference, trained_model_card
+
+    base = model_reference(default_model_path())
+    assert base == "sentence-transformers/all-MiniLM-L6-v2"
+    card = ModelCard(trained_model_card({"variant": "moe", "expert_type": "attention"}, {}, base))
+    assert card.data.base_model == base and card.data.license == "apache-2.0"
+    check_card_metadata(card.data.to_dict())
+    unknown = ModelCard(trained_model_card({"variant": "vanilla"}, {}, "my-local-folder"))
+    assert unknown.data.license == "unknown" and unknown.data.base_model is None

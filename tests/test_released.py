@@ -46,6 +46,7 @@ def hub(tmp_path, monkeypatch):
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path / "cache"))
         monkeypatch.setattr(released, "RELEASED", pinned_to_fixtures())
+        monkeypatch.setattr(released, "_METADATA", {})
         yield server
 
 
@@ -189,8 +190,12 @@ def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
 
     monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ReleasedModelError, match="scimult-hf fetch scimult-moe"):
+    with pytest.raises(ReleasedModelError, match="scimult-hf fetch scimult-moe") as err:
         fetch_released("scimult-moe")
+    # the offline route and the way out are named too, not only the online command
+    assert "hf download yuz9yuz/SciMult scimult_moe.ckpt" in str(err.value)
+    assert "scimult-hf convert --checkpoint scimult_moe.ckpt" in str(err.value)
+    assert "leave out --model" in str(err.value)
 
 
 def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
@@ -234,6 +239,32 @@ def test_default_is_scimult_moe_when_the_hub_answers(hub):
     model, line = resolve_default_model()
     assert model == "scimult-moe"
     assert "yuz9yuz/SciMult" in line and "first use downloads about" in line and "scimult_moe.ckpt" in line
+    assert [r[0] for r in hub.requests] == ["HEAD"]
+
+
+def test_default_asks_the_hub_once_and_the_fetch_reuses_the_answer(hub):
+    from scimult_hf.defaults import resolve_default_model
+    from scimult_hf.released import fetch_released
+
+    model, _ = resolve_default_model()
+    fetch_released(model)
+    heads = [path for method, path, _ in hub.requests if method == "HEAD" and path.endswith("scimult_moe.ckpt")]
+    assert len(heads) == 1, heads
+
+
+def test_default_is_not_a_release_whose_file_is_not_the_pinned_one(hub, monkeypatch, tmp_path):
+    """The Hub answers, but with another file (here: another size): the default stays offline and says why,
+    instead of promising a download that the pin check will refuse."""
+    import dataclasses
+
+    from scimult_hf import defaults, released
+
+    other = dataclasses.replace(released.RELEASED["scimult-moe"], size=released.RELEASED["scimult-moe"].size + 1)
+    monkeypatch.setitem(released.RELEASED, "scimult-moe", other)
+    monkeypatch.setattr(defaults, "default_model_path", lambda: tmp_path / "minilm")
+    model, line = defaults.resolve_default_model()
+    assert model == str(tmp_path / "minilm")
+    assert "is not the pinned release" in line and "first use downloads" not in line
     assert [r[0] for r in hub.requests] == ["HEAD"]
 
 

@@ -405,3 +405,65 @@ def test_classify_help_states_its_real_default():
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices["classify"]
     top_k = next(a for a in sub._actions if a.dest == "top_k")
     assert top_k.default == 3 and "default: 3" in top_k.help
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(tmp_path, tiny_scimult, capsys):
+    """A file where the output's folder should be, and a read-only file system: one line naming the path, not a
+    traceback."""
+    import errno
+
+    from scimult_hf.errors import OutputError, is_user_error
+    from scimult_hf.io import atomic_write_text
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="a-file is a file, not a folder"):
+        atomic_write_text(blocker / "results.json", "{}")
+    assert is_user_error(OSError(errno.EROFS, "Read-only file system", str(tmp_path)))
+    assert not is_user_error(OSError(errno.EIO, "Input/output error"))
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text("".join(json.dumps({"id": str(i), "title": t, "abstract": ""}) + "\n" for i, t in enumerate(PAPERS)))
+    code = main(["encode", "--model", str(tiny_scimult), "--input", str(papers), "--output", str(blocker / "index"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "a-file is a file, not a folder" in err and "Traceback" not in err, err
+
+
+def test_weights_with_nan_inside_are_refused_at_load(tmp_path, tiny_scimult, capsys):
+    """4 KB of NaN bytes written into the middle of model.safetensors: the header still parses, so only a finite
+    check on load stops NaN embeddings."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_scimult, model)
+    weights = model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 4096] = b"\xff\xff\xc0\x7f" * 1024  # float32 NaN
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="hold NaN or infinite values"):
+        SciMultModel.from_pretrained(model)
+    papers = tmp_path / "papers.jsonl"
+    papers.write_text(json.dumps({"id": "1", "title": "x", "abstract": "y"}) + "\n")
+    assert main(["encode", "--model", str(model), "--input", str(papers), "--output", str(tmp_path / "c")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err
+
+
+def test_export_inside_its_model_folder_and_a_checkpoint_folder_are_refused(tmp_path, tiny_scimult, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_scimult, model)
+    assert main(["export", "--model", str(model), "--task", "search", "--output", str(model / "sub")]) == 2
+    assert "is inside the input folder" in capsys.readouterr().err
+    assert not (model / "sub").exists()
+    (tmp_path / "downloads").mkdir()
+    assert main(["convert", "--checkpoint", str(tmp_path / "downloads"), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "is a folder; give the .ckpt file itself" in err and "does not exist" not in err
+
+
+def test_json_errors_read_as_one_phrase(tmp_path):
+    from scimult_hf.retrieval.data import DataFormatError, load_labels
+
+    bad = tmp_path / "labels.jsonl"
+    bad.write_text('{"id": "1", "name": "unterminated')  # the last line, without its newline
+    with pytest.raises(DataFormatError) as err:
+        load_labels(bad)
+    assert "at at" not in str(err.value) and "Unterminated string starting at column" in str(err.value)

@@ -69,7 +69,7 @@ def test_saved_folder_is_complete(tiny_folder):
     assert modules[0]["type"].endswith("Transformer") and modules[0]["kwargs"] == ["task"]
     assert modules[1]["type"].endswith("Pooling") and len(modules) == 2  # cls, not normalised
     pooling = json.loads((path / "1_Pooling" / "config.json").read_text())
-    assert pooling["pooling_mode"] == "cls"
+    assert pooling["pooling_mode_cls_token"] and not pooling["pooling_mode_mean_tokens"]
     st_config = json.loads((path / "config_sentence_transformers.json").read_text())
     assert st_config["similarity_fn_name"] == "dot"
     assert not list(path.parent.glob(".*tmp*")), "temporary folder left behind"
@@ -82,6 +82,7 @@ def test_hub_code_files_import_only_torch_and_transformers():
         assert set(imports) <= {"torch", "transformers", "json", "os", "collections", "dataclasses", ""}, imports
 
 
+@pytest.mark.smoke
 def test_remote_code_round_trip_without_scimult_hf(tiny_folder, tokenizer):
     path, model = tiny_folder
     expected = reference_embeddings(model, tokenizer)
@@ -124,6 +125,7 @@ def test_hub_cache_layout_loads_offline_by_repo_id(tiny_folder, tokenizer, tmp_p
     np.testing.assert_allclose(np.array(got["st_classification"]), expected["classification"], atol=1e-5, rtol=0)
 
 
+@pytest.mark.smoke
 def test_sentence_transformer_encode_routes_by_task(tiny_folder, tokenizer):
     path, model = tiny_folder
     expected = reference_embeddings(model, tokenizer)
@@ -160,6 +162,7 @@ def test_instruction_variant_uses_prompts(tmp_path, tokenizer):
     np.testing.assert_allclose(exported.encode(PAPERS, prompt_name="classification"), got, atol=1e-5, rtol=0)
 
 
+@pytest.mark.smoke
 def test_upcycled_minilm_equals_source_for_every_task(minilm_scimult, minilm_path):
     texts = PAPERS + ["Infection in total joint replacement. [SEP] " + "Although a small number of infections " * 40]
     source = SentenceTransformer(minilm_path, device="cpu")
@@ -210,7 +213,7 @@ def test_failed_save_leaves_nothing(tmp_path, tokenizer, monkeypatch):
         written.extend(p.name for p in staging.iterdir())
         raise OSError("disk full")
 
-    monkeypatch.setattr(folder, "_build_and_save", fail_after_the_weights)
+    monkeypatch.setattr(folder, "write_classic_sentence_transformers_files", fail_after_the_weights)
     with pytest.raises(OSError, match="disk full"):
         save_sentence_transformer(tiny_model("attention"), tokenizer, tmp_path / "x")
     assert "model.safetensors" in written  # the failure came after staging had started
@@ -259,7 +262,7 @@ def test_no_remote_code_prompt_in_a_terminal(tiny_scimult, tmp_path, command):
         argv = ["export", "--model", str(tiny_scimult), "--task", "search", "--output", str(tmp_path / "out")]
     else:
         pytest.importorskip("onnxruntime", reason="the onnx extra is part of the dev install")
-        papers = write_jsonl(tmp_path / "papers.jsonl", [{"id": str(i), "title": t} for i, t in enumerate(PAPERS)])
+        papers = write_jsonl(tmp_path / "papers.jsonl", [{"id": str(i), "title": t, "abstract": ""} for i, t in enumerate(PAPERS)])
         argv = ["encode", "--model", str(tiny_scimult), "--input", str(papers), "--output", str(tmp_path / "c"),
                 "--backend", "onnx", "--quiet"]
     code, printed = run_in_terminal([sys.executable, "-m", "scimult_hf.cli", *argv],
@@ -268,6 +271,7 @@ def test_no_remote_code_prompt_in_a_terminal(tiny_scimult, tmp_path, command):
     assert code == 0, printed[-2000:]
 
 
+@pytest.mark.smoke
 def test_folders_use_the_long_standing_module_paths_readable_files_and_one_max_length(tiny_scimult, tmp_path):
     """A SciMult folder and an export: ``sentence_transformers.models.*`` class paths (read by sentence-transformers
     2.x-6.x, TEI, infinity), files any user can read (safetensors writes 0600), the tokenizer limited to the
@@ -286,5 +290,17 @@ def test_folders_use_the_long_standing_module_paths_readable_files_and_one_max_l
             assert mode & 0o044 == 0o044, f"{path.name} is {oct(mode)}: others cannot read it"
         limit = SentenceTransformer(str(folder), trust_remote_code=True, device="cpu").max_seq_length
         assert json.loads((folder / "tokenizer_config.json").read_text())["model_max_length"] == limit
+        # the keys sentence-transformers 3-5, TEI and infinity read; none that only sentence-transformers 6 knows
+        assert json.loads((folder / "sentence_bert_config.json").read_text()) == {"max_seq_length": limit,
+                                                                                  "do_lower_case": False}
+        pooling = json.loads((folder / "1_Pooling" / "config.json").read_text())
+        assert pooling["pooling_mode_cls_token"] and pooling["word_embedding_dimension"] == 32
+        assert "pooling_mode" not in pooling and "embedding_dimension" not in pooling
+        # raw `tokenizers` users truncate where the model does and get no fixed padding
+        from tokenizers import Tokenizer
+
+        raw = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        assert len(raw.encode("protein folding").ids) == 4  # [CLS] protein folding [SEP], not 128 padded ids
+        assert len(raw.encode("protein " * 1000).ids) == limit
     st = SentenceTransformer(str(tiny_scimult), trust_remote_code=True, device="cpu")  # task routing intact
     assert not np.allclose(st.encode(PAPERS[:2], task="search"), st.encode(PAPERS[:2], task="classification"))

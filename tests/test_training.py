@@ -68,6 +68,7 @@ def first_and_last(history: list[dict], task: str) -> tuple[float, float]:
 
 @pytest.mark.parametrize("variant, expert_type", [("moe", "attention"), ("moe", "ffn"), ("vanilla", None),
                                                   ("instruction", None)])
+@pytest.mark.smoke
 def test_each_variant_trains_end_to_end(tmp_path, tiny_bert, pair_files, variant, expert_type):
     config = quick_config(variant=variant, expert_type=expert_type or "attention")
     folder = train(tiny_bert, data_from(pair_files), tmp_path / "run", config)
@@ -80,7 +81,8 @@ def test_each_variant_trains_end_to_end(tmp_path, tiny_bert, pair_files, variant
     assert "## Hyper-parameters" in card
     for text in (card, record):  # published files carry no local paths: names, not /home/... or /tmp/...
         assert str(tmp_path) not in text and str(Path(tiny_bert).parent) not in text
-    assert json.loads(record)["base_model"] == "tiny-bert" and "base_model: tiny-bert" in card
+    # a local folder's name is no Hub id: the card names it in its text, not as base_model metadata
+    assert json.loads(record)["base_model"] == "tiny-bert" and "`tiny-bert`" in card and "base_model:" not in card
     st = load_sentence_transformer(folder)
     if variant == "moe":
         weights = load_file(folder / "model.safetensors")
@@ -393,6 +395,11 @@ def test_add_task_refuses_what_it_cannot_do(tiny_scimult, tiny_bert, pair_files,
     assert "the training data is that task's alone" in capsys.readouterr().err
     assert main(["train", "--model", str(tiny_scimult), "--init-from", "search", *base]) == 2
     assert "--init-from goes with --add-task" in capsys.readouterr().err
+    assert main(["train", "--model", str(tiny_scimult), "--add-task", "patient cases", "--data",
+                 f"patient cases={pair_files['search']}", "--output", str(tmp_path / "w"), "--max-steps", "1"]) == 2
+    assert "are not task names" in capsys.readouterr().err
+    for name in "xyzw":  # a refused or failed run leaves no empty run folder behind
+        assert not (tmp_path / name).exists(), name
 
 
 def test_mining_shows_a_labelled_bar_skips_the_paper_itself_and_is_cached(minilm_scimult, tmp_path, monkeypatch,

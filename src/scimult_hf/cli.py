@@ -59,6 +59,19 @@ def _export(args) -> int:
     return 0
 
 
+def _env(args) -> int:
+    from .environment import environment_report
+
+    print("Copy-and-paste the text below in your bug report.\n")
+    print(environment_report())
+    return 0
+
+
+def _register_env(sub) -> None:
+    p = sub.add_parser("env", help="print the versions of the stack and the machine, for bug reports")
+    p.set_defaults(func=_env)
+
+
 def _fetch(args) -> int:
     from .released import RELEASED, fetch_released
 
@@ -117,7 +130,14 @@ def _register_export(sub) -> None:
 SUBCOMMANDS = (_register_demo, _register_fetch, register_encode, register_search, register_classify, register_recommend,
                _register_upcycle, _register_export, register_convert, register_evaluate,
                register_prepare, register_train, register_serve, register_push,
-               register_push_dataset)
+               register_push_dataset, _register_env)
+
+
+def _version_line() -> str:
+    from .environment import stack_versions
+
+    versions = stack_versions(("scimult-hf", "torch", "transformers", "sentence-transformers", "huggingface-hub"))
+    return ", ".join(f"{name} {version or 'not installed'}" for name, version in versions.items())
 
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
@@ -126,6 +146,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scimult-hf", description="SciMult for transformers and sentence-transformers")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of every error")
+    parser.add_argument("--version", action="version", version=_version_line(),
+                        help="print the versions of scimult-hf and its stack, then exit (`scimult-hf env`: more)")
     sub = parser.add_subparsers(dest="command", required=True)
     for register in SUBCOMMANDS:
         if register is register_train:

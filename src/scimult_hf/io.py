@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DiskFullError, InputError
+from .errors import DiskFullError, InputError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +104,8 @@ def check_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike |
                  overwrite: bool = False) -> Path:
     """Refuse, before any work, an output that would destroy an input or an existing folder.
 
-    An output that is one of ``inputs``, or contains one (an input inside the folder that would be
-    replaced), is always refused; an existing output only without ``overwrite``. Inputs that are not
+    An output that is one of ``inputs``, contains one (an input inside the folder that would be replaced) or
+    lies inside an input folder is always refused; an existing output only without ``overwrite``. Inputs that are not
     local paths (Hub ids) are ignored.
     """
     out = Path(output).resolve()
@@ -117,6 +117,11 @@ def check_output(output: str | os.PathLike, inputs: Iterable[str | os.PathLike |
             raise InputError(
                 f"the output {output} {'is' if source == out else 'contains'} the input {item}: writing it would "
                 "delete that input. Choose another output folder."
+            )
+        if source.is_dir() and source in out.parents:
+            raise InputError(
+                f"the output {output} is inside the input folder {item}: it would become part of that model (copied, "
+                "pushed and read with it). Choose a folder outside it."
             )
     if out.exists() and not overwrite:
         raise FileExistsError(
@@ -134,19 +139,30 @@ def check_writable(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"the output {path} is a folder; give a file name (e.g. {path / 'results.json'}).")
     parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"cannot create the folder {parent} for the output {path}: {e.strerror or e}.") from None
+    _make_parent(path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write the output {path}: the folder {parent} is not writable.")
     return path
 
 
+def _make_parent(path: Path) -> None:
+    """Create ``path``'s folder, or say in one line why it cannot be (a file in the way, a read-only disk)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else (e.strerror or str(e))
+        raise OutputError(f"cannot create the folder {path.parent} for the output {path}: {why}. Choose another "
+                          "output path.") from None
+
+
 def _stage(path: str | os.PathLike) -> tuple[Path, Path]:
     """The target and a fresh staging name beside it, after clearing dead writers' leftovers of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(path)
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write the output {path}: the folder {path.parent} is not writable (read-only "
+                          "or another user's). Choose another output path.")
     remove_leftovers(path.parent, path.name)
     return path, staging_name(path)
 

@@ -275,8 +275,14 @@ class SciMultPreTrainedModel(PreTrainedModel):
         wrong embeddings. Here any such weight raises ``ValueError`` naming them, unless
         ``allow_weight_mismatch=True`` asks for the fresh initialisation (with sentence-transformers:
         ``model_kwargs={"allow_weight_mismatch": True}``).
+
+        Hub kernels are off unless asked for (``use_kernels=True``): transformers 5.25 turns them on by default
+        and ends every load with ``kernelize``, which refuses the meta device and, on CUDA, may download
+        replacement layers from the Hub. SciMult's layers carry no kernel hooks, so kernels could only add a
+        network call and numbers that drift from the original model's, never speed.
         """
         want_info = kwargs.pop("output_loading_info", False)
+        kwargs.setdefault("use_kernels", False)
         try:
             model, info = super().from_pretrained(
                 pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
@@ -303,6 +309,14 @@ class SciMultPreTrainedModel(PreTrainedModel):
                 "config was edited (expert_type, expert_layers or tasks) or the weights belong to another model "
                 "(a plain BERT folder needs `scimult-hf upcycle` first). Loading would leave those weights "
                 "randomly initialised; pass allow_weight_mismatch=True only if that is what you want."
+            )
+        broken = [name for name, tensor in model.state_dict().items()
+                  if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all()]
+        if broken:
+            raise SciMultInputError(
+                f"The weights in {pretrained_model_name_or_path} hold NaN or infinite values ({len(broken)} tensors, "
+                f"e.g. {broken[:3]}): the file is corrupt or a training run diverged. Download or save the model "
+                "again."
             )
         return (model, info) if want_info else model
 

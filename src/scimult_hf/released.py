@@ -112,18 +112,44 @@ def _fetch_command(name: str) -> str:
     return f"`scimult-hf fetch {name}` (on a machine with Hub access)"
 
 
+def next_steps(name: str) -> str:
+    """What to do when a released model cannot be fetched here: fetch it with Hub access, take the file in by
+    hand and convert it, or use the offline default."""
+    release = RELEASED[name]
+    return (f"What to do: (1) with Hub access, run `scimult-hf fetch {name}` once (the converted folder is then "
+            f"used offline); (2) offline, download {release.filename} elsewhere (`hf download {release.repo_id} "
+            f"{release.filename}`) together with the base model's files (`hf download {TOKENIZER_REPO} "
+            f"{' '.join(TOKENIZER_FILES)}`), copy them here and run `scimult-hf convert --checkpoint "
+            f"{release.filename} --tokenizer BASE_FOLDER --output {released_folder(name)}`; or (3) leave out --model "
+            "to use the offline default model.")
+
+
+#: The Hub's answer for each released file's URL, asked once per process (the default's check and the fetch that
+#: follows it share one HEAD request).
+_METADATA: dict[str, tuple] = {}
+
+
 def remote_metadata(name: str, timeout: float = 10.0):
-    """The Hub's metadata (size, sha256, commit) of a released file; raises what ``huggingface_hub`` raises."""
+    """The Hub's metadata (size, sha256, commit) of a released file, asked once per process; raises what
+    ``huggingface_hub`` raises."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
     release = RELEASED[name]
     url = hf_hub_url(release.repo_id, release.filename, revision=release.revision)
-    return url, get_hf_file_metadata(url, timeout=timeout)
+    if url not in _METADATA:
+        _METADATA[url] = url, get_hf_file_metadata(url, timeout=timeout)
+    return _METADATA[url]
+
+
+def matches_release(name: str, metadata) -> bool:
+    """Whether the Hub's metadata is that of the pinned release (sha256 and size)."""
+    release = RELEASED[name]
+    return metadata.etag == release.sha256 and metadata.size == release.size
 
 
 def _check_metadata(name: str, metadata) -> None:
     release = RELEASED[name]
-    if metadata.etag != release.sha256 or metadata.size != release.size:
+    if not matches_release(name, metadata):
         raise ReleasedModelError(
             f"{release.repo_id}/{release.filename} at revision {release.revision} is not the released file: the Hub "
             f"reports sha256 {metadata.etag} and {metadata.size:,} bytes, the release is sha256 {release.sha256} and "
@@ -191,10 +217,8 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
     if _is_complete(folder) and not overwrite:
         return folder
     if _offline():
-        raise ReleasedModelError(
-            f"{name} is not converted in {folder} yet and HF_HUB_OFFLINE is set: run {_fetch_command(name)}, or "
-            f"convert {release.filename} by hand (README: 'Using the released SciMult models')."
-        )
+        raise ReleasedModelError(f"{name} is not converted in {folder} yet and HF_HUB_OFFLINE is set. "
+                                 + next_steps(name))
     from .convert.writer import convert_checkpoint
     from .io import remove_leftovers
 
@@ -202,7 +226,8 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
         url, metadata = remote_metadata(name)
     except Exception as err:
         raise ReleasedModelError(
-            f"{name}: the Hub did not answer for {release.repo_id}/{release.filename} ({type(err).__name__}: {err})."
+            f"{name}: the Hub did not answer for {release.repo_id}/{release.filename} ({type(err).__name__}). "
+            + next_steps(name)
         ) from None
     _check_metadata(name, metadata)
     tokenizer = _tokenizer_folder()

@@ -212,6 +212,9 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict:
     and one that is not a SciMult training checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint {path} is a folder; give the .ckpt file itself (e.g. "
+                                f"{path / 'scimult_moe.ckpt'}).")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (download e.g. scimult_moe.ckpt first).")
     from .partial import present_records

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, json_error_text
 from ..text import paper_text
 
 __all__ = ["Columns", "PaperFile", "count_papers", "read_papers"]
@@ -84,18 +84,23 @@ class PaperFile:
         except Exception as err:  # datasets wraps parse errors in several types
             raise InputError(f"{self.path} cannot be read as {self.kind}: {err}") from None
 
-    def _check_columns(self, names: list[str]) -> None:
+    def _check_columns(self, names: list[str], abstract: bool = True) -> None:
+        """The id and title (or text) columns, and the abstract column unless ``abstract=False`` (JSON lines:
+        checked over the whole file, since a paper without an abstract may leave the key out)."""
         c = self.columns
         needed = {"--id-column": c.id}
         if c.text:
             needed["--text-column"] = c.text
         else:
             needed["--title-column"] = c.title
+            if abstract:
+                needed["--abstract-column"] = c.abstract
         for option, column in needed.items():
             if column not in names:
                 raise InputError(
                     f"{self.path} has no column {column!r} (its columns: {', '.join(names)}); name the right one "
-                    f"with {option}."
+                    f"with {option}" + (", or give the whole text of each paper with --text-column" if not c.text
+                                        else "") + "."
                 )
 
     def check(self) -> int:
@@ -128,7 +133,7 @@ class PaperFile:
         c = self.columns
         opener = gzip.open if self.path.suffix.lower() == ".gz" else open
         seen: dict[str, int] = {}
-        count = 0
+        count, has_abstract = 0, bool(c.text)
         with opener(self.path, "rb") as f:
             for number, raw in enumerate(f, 1):
                 try:
@@ -141,16 +146,17 @@ class PaperFile:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise InputError(f"{self.path}, line {number}: not valid JSON ({err.msg} at column "
-                                     f"{err.colno}).") from None
+                    raise InputError(f"{self.path}, line {number}: not valid JSON ({json_error_text(err)}).") from None
                 if not isinstance(row, dict):
                     raise InputError(f"{self.path}, line {number}: a paper is a JSON object, not a "
                                      f"{type(row).__name__}.")
                 if count == 0:
-                    self._check_columns(list(row))
+                    self._check_columns(list(row), abstract=False)
+                has_abstract = has_abstract or c.abstract in row
                 pid = row.get(c.id)
                 if pid is None or str(pid).strip() == "":
                     raise InputError(f"{self.path}, line {number}: no id in column {c.id!r}.")
+                self._check_text_types(row, f"line {number} (id {pid})")
                 text = row.get(c.text) if c.text else (row.get(c.title) or row.get(c.abstract))
                 if not text or not str(text).strip():
                     what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
@@ -159,7 +165,20 @@ class PaperFile:
                 self._check_unique(str(pid), number, seen, "line")
         if count == 0:
             raise InputError(f"{self.path} holds no papers.")
+        if not has_abstract:
+            raise InputError(f"{self.path}: no paper has the column {c.abstract!r}, so only titles would be embedded; "
+                             "name the abstract column with --abstract-column, or give the whole text of each paper "
+                             "with --text-column (a title-only file: --text-column title).")
         return count
+
+    def _check_text_types(self, row: dict, where: str) -> None:
+        c = self.columns
+        for column in ([c.text] if c.text else [c.title, c.abstract]):
+            value = row.get(column)
+            if value is not None and not isinstance(value, str):
+                kind = type(value).__name__
+                raise InputError(f"{self.path}, {where}: {column!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
+                                 f"({str(value)[:40]}), not text; write it as a string.")
 
     def batches(self, batch_size: int = 1000) -> Iterator[list[dict]]:
         """Lists of ``{"id", "title", "text"}`` in file order; the last one may be shorter."""
@@ -168,13 +187,17 @@ class PaperFile:
         try:
             for batch in self._stream().iter(batch_size=batch_size):
                 if row == 0:
-                    self._check_columns(list(batch))
+                    self._check_columns(list(batch), abstract=self.kind != "json")
                 ids = batch[c.id]
                 titles = batch.get(c.title) or [None] * len(ids)
+                abstracts = batch.get(c.abstract) or [None] * len(ids)
+                for i in range(len(ids)):
+                    self._check_text_types({c.title: titles[i], c.abstract: abstracts[i],
+                                            **({c.text: batch[c.text][i]} if c.text else {})},
+                                           f"paper {row + i + 1} (id {ids[i]})")
                 if c.text:
                     texts = batch[c.text]
                 else:
-                    abstracts = batch.get(c.abstract) or [None] * len(ids)
                     texts = [paper_text(t or "", a or "") if (t or a) else "" for t, a in zip(titles, abstracts)]
                 out = []
                 for i, (pid, title, text) in enumerate(zip(ids, titles, texts)):

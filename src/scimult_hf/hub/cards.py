@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from ..errors import InputError
@@ -26,6 +27,33 @@ _TASK_USE = {
 #: Models whose local copies this package knows by their Hub id.
 _KNOWN_LOCAL = {"all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}
 
+#: The licenses of the base models this package knows: a model trained from one keeps its weights' license.
+KNOWN_LICENSES = {"sentence-transformers/all-MiniLM-L6-v2": "apache-2.0", "yuz9yuz/SciMult": "mit",
+                  "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract": "mit"}
+
+#: A Hub repository id, as the card's ``base_model`` must be (no paths, no notes in brackets).
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def check_card_metadata(metadata: dict) -> None:
+    """Refuse card metadata that the Hub would refuse or that misstates the model, before anything is built or
+    uploaded: a ``base_model`` that is not a Hub id, a missing license, or a license other than the known base
+    model's (its weights' license carries over)."""
+    bases = metadata.get("base_model")
+    for base in [bases] if isinstance(bases, str) else list(bases or []):
+        if not HUB_ID.match(str(base)):
+            raise InputError(f"the card's base_model {base!r} is not a Hub id (org/name): name the model it was "
+                             "trained from, e.g. sentence-transformers/all-MiniLM-L6-v2, or leave the field out.")
+    license_id = metadata.get("license")
+    if not license_id:
+        raise InputError("the card has no license: add `license:` to its metadata (the base model's license, e.g. "
+                         "apache-2.0 for all-MiniLM-L6-v2, mit for the SciMult releases).")
+    for base in [bases] if isinstance(bases, str) else list(bases or []):
+        known = KNOWN_LICENSES.get(str(base))
+        if known and known != license_id:
+            raise InputError(f"the card says license {license_id!r}, but its base model {base} is {known}: the "
+                             f"weights keep their license. Set `license: {known}`.")
+
 
 def model_reference(model: str | os.PathLike) -> str:
     """How a card or run record names ``model`` without a local path: a released name or Hub id as given; the
@@ -47,8 +75,8 @@ def model_reference(model: str | os.PathLike) -> str:
         pass
     from ..defaults import DEFAULT_MODEL_NAME, cache_dir
 
-    if path == (cache_dir() / DEFAULT_MODEL_NAME).resolve():
-        return f"{_KNOWN_LOCAL['all-MiniLM-L6-v2']} (upcycled)"
+    if path == (cache_dir() / DEFAULT_MODEL_NAME).resolve():  # upcycled from it: its weights, its lineage
+        return _KNOWN_LOCAL["all-MiniLM-L6-v2"]
     return path.name
 
 
@@ -59,11 +87,12 @@ def data_reference(path: str | os.PathLike) -> str:
     return Path(relative).as_posix() if not relative.startswith("..") else Path(path).name
 
 
-def _front_matter(base_model: str, experts: bool) -> list[str]:
-    """The card's YAML metadata block (license MIT, as the original SciMult) and a blank line."""
+def _front_matter(base_model: str, experts: bool, license_id: str = "mit") -> list[str]:
+    """The card's YAML metadata block and a blank line. ``base_model`` is written only when it is a Hub id;
+    ``license_id`` defaults to the original SciMult's (MIT)."""
     return [
         "---",
-        "license: mit",
+        f"license: {license_id}",
         "library_name: sentence-transformers",
         "pipeline_tag: sentence-similarity",
         "tags:",
@@ -72,7 +101,7 @@ def _front_matter(base_model: str, experts: bool) -> list[str]:
         "- scientific-literature",
         "- scimult",
         *(["- mixture-of-experts"] if experts else []),
-        f"base_model: {base_model}",
+        *([f"base_model: {base_model}"] if HUB_ID.match(base_model) else []),
         "---",
         "",
     ]
@@ -161,12 +190,17 @@ def trained_model_card(config: dict, data: dict[str, dict], base: str) -> str:
     """A model-card draft for a model trained by ``scimult-hf train`` (data, variant, hyper-parameters)."""
     variant = config.get("variant")
     experts = f"{config.get('expert_type')} experts" if variant == "moe" else "no experts (dense)"
+    license_id = KNOWN_LICENSES.get(base, "unknown")
     lines = [
-        *_front_matter(base, variant == "moe"),
+        *_front_matter(base, variant == "moe", license_id),
         f"# SciMult ({variant}), trained with scimult-hf",
         "",
         f"Multi-task contrastive training (SciMult, Zhang et al., Findings of EMNLP 2023) of `{base}`: variant "
         f"`{variant}`, {experts}.",
+        "",
+        f"License: the weights keep the base model's license ({license_id}"
+        + ("; set it in the metadata before pushing" if license_id == "unknown" else "")
+        + "). The training data's licenses (below) bind what you publish with the data, not the weights: check them.",
         "",
         "## Training data",
         "",
@@ -264,4 +298,4 @@ def render_card(template: str, repo_id: str, *, task: str | None, code_revision:
     return card_with_results(text, results, repo_id) if results else str(ModelCard(text))
 
 
-__all__ = ["BIBTEX", "converted_model_card", "more_usage", "render_card", "trained_model_card"]
+__all__ = ["BIBTEX", "HUB_ID", "KNOWN_LICENSES", "check_card_metadata", "converted_model_card", "more_usage", "render_card", "trained_model_card"]

@@ -28,21 +28,32 @@ from ..io import atomic_directory, check_output
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HANDLER_FILE", "card_with_results", "prepare_model_repo", "push_folder", "push_model", "requirements_txt"]
+__all__ = ["HANDLER_FILE", "SERVING_REQUIREMENTS", "card_with_results", "prepare_model_repo", "push_folder", "push_model", "requirements_txt"]
 
 #: ``handler.py`` of a model repository: the package's own handler file, copied unchanged (it imports only the
 #: standard library, torch and sentence-transformers, so the repository serves without scimult-hf).
 HANDLER_FILE = Path(__file__).resolve().parent.parent / "serving" / "handler.py"
 
 
-def requirements_txt() -> str:
-    """What Inference Endpoints install before loading ``handler.py``: the sentence-transformers and transformers
-    this package works with, pinned to the major versions the remote code and the handler were tested on."""
-    from importlib.metadata import version
+#: What the pushed repository's code needs on an Inference Endpoint: ``handler.py`` imports sentence-transformers,
+#: the remote code imports transformers (torch is on every endpoint image).
+SERVING_REQUIREMENTS = ("sentence-transformers", "transformers")
 
-    st, tf = version("sentence-transformers"), version("transformers")
-    return (f"sentence-transformers>={st},<{int(st.split('.')[0]) + 1}\n"
-            f"transformers>={tf},<{int(tf.split('.')[0]) + 1}\n")
+
+def requirements_txt() -> str:
+    """What Inference Endpoints install before loading ``handler.py``: sentence-transformers and transformers
+    within the ranges this package declares (its own tested floors and next majors), so a repository pushed
+    today does not pin the versions of the machine that pushed it. ``.ci/run`` serves a pushed repository in a
+    fresh environment that has only these requirements, at their newest releases."""
+    from importlib.metadata import requires
+
+    from packaging.requirements import Requirement
+
+    declared = {Requirement(r).name: Requirement(r) for r in requires("scimult-hf") or () if "extra" not in r}
+    def spec(name):  # the floor first: sentence-transformers>=6.0,<7
+        return ",".join(str(s) for s in sorted(declared[name].specifier, key=lambda s: (s.operator != ">=", str(s))))
+
+    return "".join(f"{name}{spec(name)}\n" for name in SERVING_REQUIREMENTS)
 
 
 _SKIP = {"README.md", ".gitattributes"}
@@ -75,6 +86,8 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
 
     from ..modeling_scimult import SciMultModel
     from ..models.export import export_task
+    from ..models.folder import read_sentence_transformers_setup
+    from .cards import check_card_metadata
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
@@ -86,6 +99,7 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     parsed = ModelCard(card)
     if not parsed.data.to_dict():
         raise InputError("the model card has no metadata block (--- YAML ---); render it from model_cards/ first.")
+    check_card_metadata(parsed.data.to_dict())
     _check_card_fits(card, parsed.data.to_dict(), model_dir)
     with atomic_directory(output) as tmp:
         for item in sorted(model_dir.iterdir()):
@@ -97,8 +111,11 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
+            setup = read_sentence_transformers_setup(str(model_dir))  # the exports keep the model's prompts
             for task in model.config.tasks:
-                export_task(model, task, tmp / "exports" / task, tokenizer=tokenizer)
+                export_task(model, task, tmp / "exports" / task, tokenizer=tokenizer, prompts=setup.get("prompts"),
+                            max_seq_length=setup.get("max_seq_length"),
+                            default_prompt_name=setup.get("default_prompt_name"))
         shutil.copyfile(HANDLER_FILE, tmp / "handler.py")
         (tmp / "requirements.txt").write_text(requirements_txt(), encoding="utf-8")
         parsed.save(tmp / "README.md")
@@ -123,7 +140,7 @@ def _check_card_fits(card: str, metadata: dict, model_dir: Path) -> None:
         raise InputError(
             f"the card describes a converted SciMult release (yuz9yuz/SciMult, base model "
             f"{metadata.get('base_model')}), but {model_dir} was not converted from one (no conversion.json): use "
-            "the card written with the model, or pass --card."
+            "the card written with the model (README.md in its folder) or another card with --card."
         )
 
 

@@ -14,9 +14,10 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         "bert": ["from_bert", "to_bert"],
-        "export": ["export_task", "write_classic_sentence_transformers_files"],
+        "export": ["export_task"],
         "folder": ["load_sentence_transformer", "local_or_hub_id", "model_type", "quiet_transformers",
-                   "read_sentence_transformers_setup", "save_sentence_transformer"],
+                   "read_sentence_transformers_setup", "save_sentence_transformer",
+                   "write_classic_sentence_transformers_files"],
         "onnx": ["OnnxEncoder", "export_onnx", "onnx_encoder"],
         "tasks": ["INSTRUCTION_PROMPTS", "check_task", "has_experts", "identical_experts", "prompt_for",
                   "routes_tasks", "task_names"],

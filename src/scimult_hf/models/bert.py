@@ -37,7 +37,7 @@ def from_bert(
     to False; :func:`scimult_hf.upcycle` reads both from a sentence-transformers folder.
     """
     if isinstance(bert_or_path, (str, os.PathLike)):
-        bert, info = BertModel.from_pretrained(os.fspath(bert_or_path), output_loading_info=True)
+        bert, info = BertModel.from_pretrained(os.fspath(bert_or_path), output_loading_info=True, use_kernels=False)
         missing = [k for k in info.get("missing_keys") or () if not str(k).startswith("pooler.")]
         if missing or info.get("mismatched_keys"):
             raise InputError(

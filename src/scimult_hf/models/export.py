@@ -17,19 +17,20 @@ from ..io import atomic_directory, check_output
 from ..modeling_scimult import SciMultModel
 from .bert import to_bert
 from .folder import (
-    CLASSIC_MODULES,
-    limit_tokenizer,
+    default_max_seq_length,
     local_or_hub_id,
     model_type,
     quiet_transformers,
     read_sentence_transformers_setup,
+    write_classic_sentence_transformers_files,
 )
+from .tasks import prompt_for
 
 #: Written beside a per-task export: which task's experts it holds. The folder itself is plain BERT and cannot
 #: refuse ``task=`` for another task; the package's own paths (``serve``, the handler) read this and do.
 EXPORT_RECORD = "scimult_export.json"
 
-__all__ = ["EXPORT_RECORD", "export_task", "exported_task", "write_classic_sentence_transformers_files"]
+__all__ = ["EXPORT_RECORD", "export_task", "exported_task"]
 
 
 @quiet_transformers()
@@ -41,10 +42,14 @@ def export_task(
     prompts: dict[str, str] | None = None,
     max_seq_length: int | None = None,
     overwrite: bool = False,
+    default_prompt_name: str | None = None,
 ) -> Path:
     """Write a plain-BERT sentence-transformers folder that embeds exactly like ``model`` for ``task``.
 
-    Transformer (a stock ``BertModel``) + Pooling [+ Normalize]; prompts are kept. It loads with
+    Transformer (a stock ``BertModel``) + Pooling [+ Normalize]; prompts are kept (from the model's folder, or
+    ``prompts``), and when ``task`` has a prompt of its own (the instruction variant) it becomes the export's
+    ``default_prompt_name``, so that plain sentence-transformers, TEI and infinity apply it without being told
+    (the export embeds for that task only). It loads with
     ``SentenceTransformer(output)`` without remote code and without scimult_hf, so TEI, ONNX and
     every BERT runtime can serve it. An existing ``output`` is replaced only with ``overwrite=True``; an
     output that is or contains the model's folder is refused.
@@ -66,9 +71,13 @@ def export_task(
         raise InputError("export_task needs the tokenizer when given a model object (tokenizer=...).")
     if prompts is None:
         prompts = setup.get("prompts") or None
-    if max_seq_length is None:  # sentence-transformers 6 keeps it as the tokenizer's model_max_length
-        limit = tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else None
-        max_seq_length = setup.get("max_seq_length") or limit or model.config.max_position_embeddings
+    task_prompt = prompt_for(prompts or {}, task)
+    if task_prompt is not None:
+        default_prompt_name = task_prompt
+    elif default_prompt_name is None:
+        default_prompt_name = setup.get("default_prompt_name")
+    if max_seq_length is None:
+        max_seq_length = default_max_seq_length(tokenizer, model.config, setup)
     bert = to_bert(model, task)
     with atomic_directory(output) as tmp:
         bert.save_pretrained(tmp)
@@ -80,9 +89,8 @@ def export_task(
             normalize=model.config.normalize,
             max_seq_length=max_seq_length,
             prompts=prompts,
-            default_prompt_name=setup.get("default_prompt_name"),
+            default_prompt_name=default_prompt_name,
         )
-        limit_tokenizer(tmp, max_seq_length)
         (tmp / EXPORT_RECORD).write_text(json.dumps({"task": task, "source_model_type": "scimult"}, indent=2) + "\n",
                                          encoding="utf-8")
     return Path(output)
@@ -92,47 +100,3 @@ def exported_task(folder: str | os.PathLike) -> str | None:
     """The task a per-task export embeds for (recorded in its :data:`EXPORT_RECORD`), or None for any other folder."""
     record = Path(folder) / EXPORT_RECORD
     return json.loads(record.read_text(encoding="utf-8")).get("task") if record.is_file() else None
-
-
-def write_classic_sentence_transformers_files(folder: Path, *, dimension: int, pooling: str, normalize: bool,
-                                              max_seq_length: int, prompts: dict[str, str] | None,
-                                              default_prompt_name: str | None = None) -> None:
-    """The sentence-transformers module files in the long-standing layout, beside a saved ``BertModel``.
-
-    sentence-transformers 6 writes ``sentence_transformers.base.modules.*`` class paths and new config
-    keys (``pooling_mode``, ``embedding_dimension``) that only it reads. The per-task export is meant for
-    every BERT runtime, so it gets the layout that sentence-transformers 2.x to 6.x, TEI and infinity all
-    read: ``sentence_transformers.models.Transformer`` / ``Pooling`` / ``Normalize`` in ``modules.json``,
-    ``pooling_mode_cls_token`` / ``pooling_mode_mean_tokens`` and ``word_embedding_dimension`` in
-    ``1_Pooling/config.json``, ``max_seq_length`` in ``sentence_bert_config.json``, and the prompts and
-    similarity in ``config_sentence_transformers.json``.
-    """
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": CLASSIC_MODULES["Transformer"]},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": CLASSIC_MODULES["Pooling"]},
-    ]
-    if normalize:
-        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": CLASSIC_MODULES["Normalize"]})
-        (folder / "2_Normalize").mkdir()
-    (folder / "1_Pooling").mkdir()
-    files = {
-        "modules.json": modules,
-        "sentence_bert_config.json": {"max_seq_length": max_seq_length, "do_lower_case": False},
-        "1_Pooling/config.json": {
-            "word_embedding_dimension": dimension,
-            "pooling_mode_cls_token": pooling == "cls",
-            "pooling_mode_mean_tokens": pooling == "mean",
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-            "pooling_mode_weightedmean_tokens": False,
-            "pooling_mode_lasttoken": False,
-            "include_prompt": True,
-        },
-        "config_sentence_transformers.json": {
-            "prompts": dict(prompts or {}),
-            "default_prompt_name": default_prompt_name,
-            "similarity_fn_name": "cosine" if normalize else "dot",
-        },
-    }
-    for name, value in files.items():
-        (folder / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")

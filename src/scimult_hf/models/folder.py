@@ -23,8 +23,9 @@ from ..modeling_scimult import SciMultModel
 #: read (sentence-transformers 6 writes ``sentence_transformers.base.modules.*`` paths that only it knows).
 CLASSIC_MODULES = {name: f"sentence_transformers.models.{name}" for name in ("Transformer", "Pooling", "Normalize")}
 
-__all__ = ["CLASSIC_MODULES", "load_sentence_transformer", "local_or_hub_id", "model_type", "quiet_transformers",
-           "read_sentence_transformers_setup", "save_sentence_transformer"]
+__all__ = ["CLASSIC_MODULES", "default_max_seq_length", "limit_tokenizer", "load_sentence_transformer", "local_or_hub_id", "model_type", "quiet_transformers",
+           "read_sentence_transformers_setup", "save_sentence_transformer",
+           "write_classic_sentence_transformers_files"]
 
 
 @contextmanager
@@ -104,54 +105,89 @@ def model_type(path: str) -> str | None:
     return _read_json(config).get("model_type") if os.path.isfile(config) else None
 
 
-def _build_and_save(folder: Path, model, pooling: str, normalize: bool, prompts, default_prompt_name,
-                    max_seq_length, task_kwarg: bool, trust_remote_code: bool) -> None:
-    """Write the sentence-transformers files around ``model`` (already saved in ``folder`` with its tokenizer).
+def default_max_seq_length(tokenizer: PreTrainedTokenizerBase, config, setup: dict | None = None) -> int:
+    """The maximum sequence length a folder records when none is given: the source folder's, else the
+    tokenizer's ``model_max_length`` (when set), capped at the model's position embeddings."""
+    if setup and setup.get("max_seq_length"):
+        return int(setup["max_seq_length"])
+    limit = tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else config.max_position_embeddings
+    return int(min(limit, config.max_position_embeddings))
 
-    sentence-transformers writes its module files through a pipeline of modules; its Transformer module is
-    built on the meta device (it reads only the config and the weights' header) and then given ``model``
-    itself, so the model is never held twice, whatever its size.
+
+def write_classic_sentence_transformers_files(folder: Path, *, dimension: int, pooling: str, normalize: bool,
+                                              max_seq_length: int, prompts: dict[str, str] | None,
+                                              default_prompt_name: str | None = None,
+                                              task_kwarg: bool = False) -> None:
+    """The sentence-transformers module files in the long-standing layout, beside a saved model and tokenizer.
+
+    sentence-transformers 6 writes ``sentence_transformers.base.modules.*`` class paths and new config keys
+    (``transformer_task``, ``pooling_mode``, ``embedding_dimension``) that only it reads: sentence-transformers
+    3-5, TEI and infinity fail on them. Every folder this package writes gets the layout that
+    sentence-transformers 2.x to 6.x, TEI and infinity all read: ``sentence_transformers.models.Transformer`` /
+    ``Pooling`` / ``Normalize`` in ``modules.json``, ``pooling_mode_cls_token`` / ``pooling_mode_mean_tokens``
+    and ``word_embedding_dimension`` in ``1_Pooling/config.json``, ``max_seq_length`` in
+    ``sentence_bert_config.json``, and the prompts and similarity in ``config_sentence_transformers.json``.
+    ``task_kwarg`` adds ``"kwargs": ["task"]`` to the Transformer module, so that ``encode(..., task=...)``
+    reaches a SciMult model's experts. The tokenizer files are limited to ``max_seq_length``
+    (:func:`limit_tokenizer`).
     """
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.base.modules import Transformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling
-
-    remote = {"trust_remote_code": True} if trust_remote_code else {}
-    transformer = Transformer(
-        str(folder), model_kwargs={"device_map": "meta", **remote}, config_kwargs=dict(remote),
-        max_seq_length=max_seq_length,
-    )
-    transformer.model = model
-    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
-    if normalize:
-        modules.append(Normalize())
-    prompts = dict(prompts or {})
-    st = SentenceTransformer(
-        modules=modules,
-        prompts=prompts,
-        default_prompt_name=default_prompt_name,
-        similarity_fn_name="cosine" if normalize else "dot",
-        device=str(model.device),
-    )
+    transformer = {"idx": 0, "name": "0", "path": "", "type": CLASSIC_MODULES["Transformer"]}
     if task_kwarg:
-        st.module_kwargs = {"0": ["task"]}
-    st.save(str(folder), create_model_card=False)
-    modules_file = folder / "modules.json"
-    modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    for module in modules:
-        module["type"] = CLASSIC_MODULES.get(module["type"].rsplit(".", 1)[-1], module["type"])
-    modules_file.write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
-    limit_tokenizer(folder, st.max_seq_length)
+        transformer["kwargs"] = ["task"]
+    modules = [transformer, {"idx": 1, "name": "1", "path": "1_Pooling", "type": CLASSIC_MODULES["Pooling"]}]
+    if normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": CLASSIC_MODULES["Normalize"]})
+        (folder / "2_Normalize").mkdir()
+    (folder / "1_Pooling").mkdir()
+    prompts = dict(prompts or {})
+    if default_prompt_name is not None and default_prompt_name not in prompts:
+        raise InputError(
+            f"default_prompt_name {default_prompt_name!r} is not one of the prompts ({sorted(prompts)}): add it to "
+            "the prompts or leave the default out."
+        )
+    files = {
+        "modules.json": modules,
+        "sentence_bert_config.json": {"max_seq_length": int(max_seq_length), "do_lower_case": False},
+        "1_Pooling/config.json": {
+            "word_embedding_dimension": dimension,
+            "pooling_mode_cls_token": pooling == "cls",
+            "pooling_mode_mean_tokens": pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+            "pooling_mode_weightedmean_tokens": False,
+            "pooling_mode_lasttoken": False,
+            "include_prompt": True,
+        },
+        "config_sentence_transformers.json": {
+            "prompts": prompts,
+            "default_prompt_name": default_prompt_name,
+            "similarity_fn_name": "cosine" if normalize else "dot",
+        },
+    }
+    for name, value in files.items():
+        (folder / name).write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    limit_tokenizer(folder, max_seq_length)
 
 
 def limit_tokenizer(folder: Path, max_seq_length: int | None) -> None:
-    """The saved tokenizer's ``model_max_length`` set to the model's maximum sequence length, so that runtimes
-    which read only the tokenizer (TEI, plain transformers) truncate where the model does."""
+    """The saved tokenizer limited to the model's maximum sequence length, so that runtimes which read only the
+    tokenizer truncate where the model does: ``model_max_length`` in ``tokenizer_config.json`` (TEI, plain
+    transformers) and, in ``tokenizer.json`` (raw ``tokenizers`` users), truncation at that length and no fixed
+    padding (a source model's ``Fixed(128)`` padding would give every text 128 ids)."""
+    if not max_seq_length:
+        return
     config_file = folder / "tokenizer_config.json"
-    if max_seq_length and config_file.is_file():
+    if config_file.is_file():
         config = json.loads(config_file.read_text(encoding="utf-8"))
         config["model_max_length"] = int(max_seq_length)
         config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    fast_file = folder / "tokenizer.json"
+    if fast_file.is_file():
+        fast = json.loads(fast_file.read_text(encoding="utf-8"))
+        if fast.get("truncation") is not None:
+            fast["truncation"]["max_length"] = int(max_seq_length)
+        fast["padding"] = None
+        fast_file.write_text(json.dumps(fast, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
 @quiet_transformers()
@@ -169,7 +205,8 @@ def save_sentence_transformer(
     ``auto_map`` and both code files) and with ``SentenceTransformer(path, trust_remote_code=True)``:
     ``modules.json`` lists the stock Transformer module with ``"kwargs": ["task"]`` (so
     ``encode(..., task=...)`` reaches the experts), then Pooling per ``config.pooling``, then Normalize
-    when ``config.normalize``. Similarity is the dot product, or cosine for a normalised model.
+    when ``config.normalize``, in the classic layout that sentence-transformers 3 to 6 read
+    (:func:`write_classic_sentence_transformers_files`); no model is loaded to write them. Similarity is the dot product, or cosine for a normalised model.
     ``prompts`` (e.g. :data:`INSTRUCTION_PROMPTS` for the instruction variant) are selected with
     ``encode(..., prompt_name=...)``.
     """
@@ -178,27 +215,29 @@ def save_sentence_transformer(
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        _build_and_save(
+        write_classic_sentence_transformers_files(
             tmp,
-            model,
+            dimension=model.config.hidden_size,
             pooling=model.config.pooling,
             normalize=model.config.normalize,
+            max_seq_length=max_seq_length or default_max_seq_length(tokenizer, model.config),
             prompts=prompts,
             default_prompt_name=default_prompt_name,
-            max_seq_length=max_seq_length,
             task_kwarg=True,
-            trust_remote_code=True,
         )
     return Path(path)
 
 
 @quiet_transformers()
 def load_sentence_transformer(path: str | os.PathLike, **kwargs):
-    """``SentenceTransformer(path, trust_remote_code=True)`` for a SciMult folder."""
+    """``SentenceTransformer(path, trust_remote_code=True)`` for a SciMult folder (or a per-task export), with
+    Hub kernels off unless ``model_kwargs={"use_kernels": True}`` asks for them."""
     from sentence_transformers import SentenceTransformer
 
     kwargs.setdefault("trust_remote_code", True)
     kwargs.setdefault("device", "cpu")
+    # Hub kernels off unless asked for, for a per-task export (plain BERT) as for SciMult (see SciMultModel)
+    kwargs["model_kwargs"] = {"use_kernels": False, **(kwargs.get("model_kwargs") or {})}
     path = local_or_hub_id(path)
     try:
         return SentenceTransformer(path, **kwargs)

@@ -54,7 +54,7 @@ def _export_graph(folder: Path, path: Path) -> None:
     import torch
     from transformers import AutoModel
 
-    bert = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    bert = AutoModel.from_pretrained(folder, attn_implementation="eager", use_kernels=False).eval()
 
     class TokenEmbeddings(torch.nn.Module):
         def __init__(self, model):

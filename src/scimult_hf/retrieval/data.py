@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, json_error_text
 from ..text import label_text, paper_text
 
 __all__ = [
@@ -130,7 +130,7 @@ def _iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
+            raise DataFormatError(f"{path}, line {lineno}: not valid JSON ({json_error_text(e)}).") from None
         if not isinstance(row, dict):
             raise DataFormatError(
                 f"{path}, line {lineno}: expected a JSON object per line, got {type(row).__name__}."
@@ -336,7 +336,7 @@ def load_candidates(path: str | os.PathLike) -> dict[str, list[str]]:
         except UnicodeDecodeError as e:
             raise DataFormatError(f"{path}: not UTF-8 (at byte {e.start}). Save the file as UTF-8.") from None
         except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}: not valid JSON ({e.msg}, line {e.lineno}).") from None
+            raise DataFormatError(f"{path}: not valid JSON ({json_error_text(e)} of line {e.lineno}).") from None
         if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
             raise DataFormatError(f"{path}: expected a JSON object {{query id: [document ids]}}.")
         return {str(k): [str(d) for d in v] for k, v in data.items()}

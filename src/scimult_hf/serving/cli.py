@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .server import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_WAITING
+
 __all__ = ["register_serve"]
 
 
@@ -24,9 +26,13 @@ def register_serve(sub) -> None:
     p.add_argument("--max-chars", type=int, default=20_000, help="longest input, in characters")
     p.add_argument("--batch-size", type=int, default=32, help="texts per forward pass (default: 32)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--max-concurrent", type=int, default=1, help="requests encoded at the same time (default: 1)")
-    p.add_argument("--max-waiting", type=int, default=16,
-                   help="requests waiting for their turn; more get HTTP 503 with Retry-After (default: 16)")
+    p.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+                   help="requests encoded at the same time (default: %(default)s: on a CPU one batch already uses "
+                        "every core)")
+    p.add_argument("--max-waiting", type=int, default=DEFAULT_MAX_WAITING,
+                   help="requests waiting for their turn, each holding its parsed body; more get HTTP 503 with "
+                        "Retry-After before their body is read (default: %(default)s, so a burst of 50 clients is "
+                        "served; measured on 2 CPU cores: see the README's Serving section)")
     p.add_argument("--max-body-bytes", type=int, default=None,
                    help="largest request body, refused with 413 before it is read (default: 4 x max-inputs x "
                         "max-chars + 64 KiB)")

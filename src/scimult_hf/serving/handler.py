@@ -64,7 +64,8 @@ class EndpointHandler:
         from sentence_transformers import SentenceTransformer
 
         path = path or "."
-        self.model = SentenceTransformer(path, trust_remote_code=True,
+        # Hub kernels off: an endpoint may have no Hub access, and the vectors must equal the model's own
+        self.model = SentenceTransformer(path, trust_remote_code=True, model_kwargs={"use_kernels": False},
                                          device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.max_inputs, self.max_chars, self.batch_size = max_inputs, max_chars, batch_size
         config = getattr(getattr(self.model[0], "model", None), "config", None)
@@ -127,6 +128,11 @@ class EndpointHandler:
                                '{"title", "abstract"} object.')
         if not item.strip():
             raise RequestError("empty_input", f"inputs[{i}] is empty; every input needs some text.")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as err:  # JSON allows "\ud800" alone; no tokenizer can read it
+            raise RequestError("bad_text", f"inputs[{i}] has a lone UTF-16 surrogate at character {err.start}, which "
+                               "is not text; send valid Unicode (a surrogate must come in a high+low pair).") from None
         if len(item) > self.max_chars:
             raise RequestError("input_too_long", f"inputs[{i}] has {len(item):,} characters; at most "
                                f"{self.max_chars:,}. Shorten it (the model reads only its first tokens anyway).")

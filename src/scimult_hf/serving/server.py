@@ -6,18 +6,30 @@ import os
 
 from .handler import EndpointHandler, RequestError
 
-__all__ = ["make_app", "serve"]
+__all__ = ["DEFAULT_MAX_CONCURRENT", "DEFAULT_MAX_WAITING", "DRAIN_BYTES", "make_app", "serve"]
+
+#: Requests encoded at once: one on a CPU, where torch already uses every core for one batch (benchmarks/serve_load.py).
+DEFAULT_MAX_CONCURRENT = 1
+#: Requests that wait for their turn: enough that a burst of 50 concurrent clients is served, not refused.
+#: A waiting request holds its parsed body (at most ``max_body_bytes``); the figures are in the README.
+DEFAULT_MAX_WAITING = 64
+
+#: How much of a refused body the server reads (and drops) before it answers, so that the client, still sending,
+#: reads the answer instead of a reset connection; a larger refused body is cut off.
+DRAIN_BYTES = 64 * 2**20
 
 
-def make_app(handler: EndpointHandler, *, max_body_bytes: int | None = None, max_concurrent: int = 1,
-             max_waiting: int = 16):
+def make_app(handler: EndpointHandler, *, max_body_bytes: int | None = None,
+             max_concurrent: int = DEFAULT_MAX_CONCURRENT, max_waiting: int = DEFAULT_MAX_WAITING):
     """A Starlette (ASGI) app: ``POST /`` runs the handler (400 with the error object for a bad request),
     ``GET /health`` answers ``{"status": "ok"}``.
 
     Bounded, so that no client can take the server's memory: a body larger than ``max_body_bytes`` (default:
     what ``max_inputs`` texts of ``max_chars`` characters can take, 4 bytes a character, plus 64 KiB) is refused
     with 413 before it is read past the limit; at most ``max_concurrent`` requests encode at a time and at most
-    ``max_waiting`` more wait for their turn, later ones get 503 with ``Retry-After``.
+    ``max_waiting`` more wait for their turn, later ones get 503 with ``Retry-After``, answered before their body
+    is parsed or kept. A waiting request holds its parsed body, so memory is bounded by about
+    ``(max_concurrent + max_waiting) x max_body_bytes`` beyond the model.
     """
     import asyncio
     import json
@@ -39,30 +51,45 @@ def make_app(handler: EndpointHandler, *, max_body_bytes: int | None = None, max
         """The body, or None once it passes ``limit`` (announced or streamed)."""
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
+            await drain(request)
             return None
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
+                await drain(request, size)
                 return None
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def drain(request: Request, seen: int = 0) -> None:
+        """Read and drop the rest of a refused body (up to :data:`DRAIN_BYTES`), so that a client that sends its
+        whole body before reading the answer (urllib, requests) gets the 413 / 503 instead of a broken pipe."""
+        try:
+            async for chunk in request.stream():
+                seen += len(chunk)
+                if seen > DRAIN_BYTES:
+                    return
+        except Exception:  # the client went away: nothing to answer
+            return
+
     async def predict(request: Request) -> JSONResponse:
         nonlocal queued
-        body = await body_of(request)
-        if body is None:
-            return error("body_too_large", f"The request body is larger than {limit:,} bytes; send fewer or "
-                         "shorter inputs per request.", 413)
-        try:
-            data = json.loads(body)
-        except (ValueError, RecursionError):  # malformed, or nested deeper than the parser follows
-            return error("bad_json", "The request body is not valid JSON (or is nested too deeply).", 400)
-        if queued >= max_concurrent + max_waiting:
+        if queued >= max_concurrent + max_waiting:  # full: refused before the body is parsed or kept
+            await drain(request)
             return error("busy", f"The server is encoding {max_concurrent} request(s) with {max_waiting} waiting; "
                          "try again in a moment.", 503, **{"Retry-After": "1"})
         queued += 1
         try:
+            body = await body_of(request)
+            if body is None:
+                return error("body_too_large", f"The request body is larger than {limit:,} bytes; send fewer or "
+                             "shorter inputs per request.", 413)
+            try:
+                data = json.loads(body)
+            except (ValueError, RecursionError):  # malformed, or nested deeper than the parser follows
+                return error("bad_json", "The request body is not valid JSON (or is nested too deeply).", 400)
+            del body
             async with slots:
                 result = await run_in_threadpool(handler, data)
         finally:
@@ -75,8 +102,8 @@ def make_app(handler: EndpointHandler, *, max_body_bytes: int | None = None, max
     return Starlette(routes=[Route("/", predict, methods=["POST"]), Route("/health", health, methods=["GET"])])
 
 
-def serve(model: str, host: str = "127.0.0.1", port: int = 8080, *, max_concurrent: int = 1, max_waiting: int = 16,
-          max_body_bytes: int | None = None, **handler_kwargs) -> None:
+def serve(model: str, host: str = "127.0.0.1", port: int = 8080, *, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+          max_waiting: int = DEFAULT_MAX_WAITING, max_body_bytes: int | None = None, **handler_kwargs) -> None:
     """Run the handler behind uvicorn (``scimult-hf serve``); the limits are :func:`make_app`'s."""
     import uvicorn
 

@@ -32,7 +32,7 @@ import os
 import random
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, json_error_text
 from .data import TaskData, load_task_data
 
 __all__ = ["load_recipe", "mixture_data", "parse_recipe"]
@@ -74,7 +74,7 @@ def load_recipe(path: str | os.PathLike) -> dict:
     except FileNotFoundError:
         raise FileNotFoundError(f"no recipe file at {path}.") from None
     except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON ({err.msg}, line {err.lineno}).") from None
+        raise InputError(f"{path}: not valid JSON ({json_error_text(err)} of line {err.lineno}).") from None
     return parse_recipe(raw, path.parent)
 
 

@@ -213,7 +213,18 @@ def train(base: str | os.PathLike, data: dict[str, TaskData], output_dir: str | 
     _check_data(base, data, config.add_task)
     config.tasks = sorted(data)
     output_dir = Path(output_dir)
+    created = not output_dir.exists()
     checkpoints = _prepare_output(output_dir, resume)
+    try:
+        return _train(base, data, output_dir, checkpoints, config, resume, callbacks)
+    except BaseException:
+        if created and not complete_checkpoints(checkpoints):  # nothing to resume: leave no empty run folder
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+
+
+def _train(base, data: dict[str, TaskData], output_dir: Path, checkpoints: Path, config: TrainConfig, resume: bool,
+           callbacks) -> Path:
     st = _initial_model(os.fspath(base), config, output_dir / "initial")
     if config.add_task:  # the new task's experts alone train: every other weight stays as it was
         from ..models.experts import add_task, new_expert_parameters
@@ -292,7 +303,9 @@ def _training_arguments(config: TrainConfig, datasets: dict, checkpoints: Path):
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
-        logging_steps=config.logging_steps,
+        # a short run still logs: at least five points on its loss curve (losses.json, loss.png)
+        logging_steps=min(config.logging_steps, max(1, config.max_steps // 5)) if config.max_steps > 0
+        else config.logging_steps,
         report_to=["tensorboard"] if _has("tensorboard") else [],
         bf16=config.bf16,
         use_cpu=not _cuda(),  # without it accelerate runs CPU workers as separate, undistributed processes
@@ -350,7 +363,7 @@ def _write_outputs(trainer, st, config: TrainConfig, data: dict[str, TaskData], 
         for task in model.config.tasks:
             export_task(model, task, output_dir / "exports" / task, tokenizer=st.tokenizer,
                         max_seq_length=st.max_seq_length, overwrite=True)
-    history = [h for h in trainer.state.log_history if "loss" in h]
+    history = [h for h in trainer.state.log_history if any(k == "loss" or k.startswith("loss/") for k in h)]
     # Published files name models and data without local paths: Hub ids where known, else relative or own names.
     sources = {t: _without_local_paths(d.source, data_reference) for t, d in data.items()}
     base_name = model_reference(base)
