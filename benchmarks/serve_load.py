@@ -7,7 +7,7 @@ requests beyond the waiting line) and the papers encoded per second. The serve d
 
     python benchmarks/serve_load.py --body 1kb       # one abstract a request (about 1 KB)
     python benchmarks/serve_load.py --body 5mb       # 256 inputs of 19,500 characters (about 5 MB)
-    python benchmarks/serve_load.py --body 5mb --max-waiting 16 --output benchmarks/results/serve_load.json
+    python benchmarks/serve_load.py --body 5mb --retry     # clients that honour Retry-After (within 600 s)
 
 ``--output`` adds the row (with the stack's versions and the machine) to a JSON file.
 """
@@ -30,6 +30,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def post_retrying(url: str, body: bytes, deadline: float) -> int:
+    """``post``, and on 503 again after the server's Retry-After, until ``deadline`` (a patient client)."""
+    while True:
+        request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=max(1.0, deadline - time.time())) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as err:
+            wait = float(err.headers.get("Retry-After") or 1)
+            if err.code != 503 or time.time() + wait > deadline:
+                return err.code
+            time.sleep(wait)
+        except OSError:
+            return -1
 
 
 def post(url: str, body: bytes) -> int:
@@ -56,6 +73,8 @@ def main() -> int:
     parser.add_argument("--max-concurrent", type=int, default=None, help="default: serve's own")
     parser.add_argument("--max-waiting", type=int, default=None, help="default: serve's own")
     parser.add_argument("--output", help="a JSON file to add this run's row to")
+    parser.add_argument("--retry", action="store_true",
+                        help="clients honour Retry-After on 503 and try again, within 600 s each")
     args = parser.parse_args()
     with open(sample_papers(), encoding="utf-8") as f:
         rows = [{"title": r["title"], "abstract": r["abstract"]} for r in map(json.loads, f)]
@@ -95,7 +114,11 @@ def main() -> int:
         sampler.start()
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.requests) as pool:
-            statuses = list(pool.map(lambda _: post(url, body), range(args.requests)))
+            if args.retry:
+                deadline = time.time() + 600
+                statuses = list(pool.map(lambda _: post_retrying(url, body, deadline), range(args.requests)))
+            else:
+                statuses = list(pool.map(lambda _: post(url, body), range(args.requests)))
         seconds = time.perf_counter() - start
         time.sleep(1.0)
         after = process.memory_info().rss
@@ -103,13 +126,19 @@ def main() -> int:
         sampler.join()
     finally:
         server.terminate()
-        server.wait(timeout=30)
-    from scimult_hf.serving.server import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_WAITING
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # uvicorn still finishing a request the client gave up on
+            server.kill()
+            server.wait()
+    from scimult_hf.serving.server import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_BYTES
 
     concurrent = args.max_concurrent or DEFAULT_MAX_CONCURRENT
     waiting = args.max_waiting if args.max_waiting is not None else DEFAULT_MAX_WAITING
     row = {"requests": args.requests, "body_bytes": len(body), "inputs_each": len(papers),
-           "max_concurrent": concurrent, "max_waiting": waiting, "answered_200": statuses.count(200),
+           "max_concurrent": concurrent, "max_waiting": waiting, "max_waiting_bytes": DEFAULT_MAX_WAITING_BYTES,
+           "server": "defaults" if args.max_waiting is None else f"max_waiting {args.max_waiting}",
+           "client": "honours Retry-After (600 s)" if args.retry else "no retry", "answered_200": statuses.count(200),
            "answered_503": statuses.count(503), "other": len(statuses) - statuses.count(200) - statuses.count(503),
            "wall_s": round(seconds, 1), "papers_per_s": round(statuses.count(200) * len(papers) / seconds, 1),
            "idle_rss_gb": round(idle / 1e9, 2), "peak_rss_gb": round(peak / 1e9, 2), "after_rss_gb": round(after / 1e9, 2)}

@@ -98,8 +98,10 @@ def test_search_finds_the_relevant_scifact_abstracts(scifact_subset, minilm_scim
 @pytest.mark.smoke
 def test_classify_and_recommend(sample_index, tmp_path, capsys):
     assert main(["classify", "--index", str(sample_index), "--labels", str(sample_labels()), "--limit", "5"]) == 0
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
+    out = printed.out
     assert "| label 1" in out and "| label 3" in out and len(out.strip().splitlines()) == 7
+    assert "the first 5 of 80 papers" in printed.err
     jsonl = tmp_path / "labels-out.jsonl"
     assert main(["classify", "--index", str(sample_index), "--labels", str(sample_labels()), "--output", str(jsonl),
                  "--top-k", "19", "--quiet"]) == 0
@@ -150,7 +152,12 @@ def test_sigkill_then_resume_gives_the_same_shards(minilm_scimult, tmp_path):
     assert 2 <= len(written) < 8, f"the kill came too late to test resuming: {written}"
     with pytest.raises(Exception, match="not finished"):
         Collection(out)
-    assert subprocess.run(_encode_argv(minilm_scimult, papers, out), cwd=ROOT).returncode == 0
+    resumed = subprocess.run(_encode_argv(minilm_scimult, papers, out)[:-1], cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # the resume says what it found, and its bar counts only what is left, from the start
+    assert f"{len(written)} of 8 shards already done; encoding the other {8 - len(written)}" in resumed.stderr
+    left = 64 - 8 * len(written)
+    assert f"({left} papers)" in resumed.stderr and f"0/{left}" in resumed.stderr and "/64" not in resumed.stderr
     for name in [f"{i:05d}" for i in range(8)]:
         assert np.array_equal(np.load(out / "search" / f"{name}.npy"), np.load(ref / "search" / f"{name}.npy")), name
         assert (out / "papers" / f"{name}.jsonl").read_text() == (ref / "papers" / f"{name}.jsonl").read_text()
@@ -328,3 +335,16 @@ def test_overwrite_replaces_the_collection_only_when_the_new_one_is_complete(min
     encode_corpus(str(minilm_scimult), second, out, shard_size=2, overwrite=True, show_progress_bar=False)
     assert Collection(out).size == 10 and not (tmp_path / ".c.next").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "first.jsonl", "second.jsonl"]
+
+
+def test_reading_papers_leaves_no_files_in_the_datasets_cache(tmp_path):
+    import datasets
+
+    from scimult_hf.corpus.reader import read_papers
+
+    papers = write_jsonl(tmp_path / "my-papers.jsonl", sample_rows(5))
+    cache = Path(datasets.config.HF_DATASETS_CACHE)
+    before = set(cache.rglob("*")) if cache.exists() else set()
+    assert len(list(read_papers(papers))) == 5
+    after = set(cache.rglob("*")) if cache.exists() else set()
+    assert not [p for p in after - before if "my-papers" in p.name or p.suffix == ".lock"], sorted(after - before)

@@ -152,3 +152,18 @@ def test_documents_are_title_sep_abstract_and_results_named_without_paths(tiny_s
     folder.mkdir()
     assert _result_name(str(folder), tiny_st) == "my-scimult"
     assert _result_name("org/scimult-moe", tiny_st) == "org/scimult-moe"
+
+
+def test_a_per_task_export_routes_every_task_to_its_own_task(tiny_scimult, tmp_path):
+    """A per-task export is plain BERT: it embeds for its task whatever mteb asks, so the routing log names
+    that task (not experts the export does not have), and an override to another task is refused."""
+    from scimult_hf import export_task
+    from scimult_hf.errors import InputError
+
+    export = export_task(tiny_scimult, "link_prediction", tmp_path / "export")
+    enc = SciMultMTEBEncoder(str(export), model_name="local/tiny-export")
+    for name in ("MockRetrievalTask", "MockClassificationTask"):
+        task = next(t for t in MOCK_TASK_TEST_GRID_MONOLINGUAL if t.metadata.name == name)
+        assert enc.expert_for(task.metadata) == "link_prediction"
+    with pytest.raises(InputError, match="per-task export of 'link_prediction'"):
+        SciMultMTEBEncoder(str(export), task_to_expert={"Retrieval": "search"})

@@ -49,6 +49,15 @@ def test_main_command_runs_on_the_shipped_sample_without_shared(tmp_path):
     top1 = int(out.split("top-1 is a gold field for ")[1].split(" ")[0])
     assert top1 > 468 * 0.3  # zero-shot fields of study; chance is about 1 in 19
     assert "Loading weights" not in err and "Writing model shards" not in err
+    # the README's transcript is this output: its tables and headings to the letter, its first lines in order
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    transcript = readme.split("$ scimult-hf demo\n", 1)[1].split("```", 1)[0].splitlines()
+    real = [line.rstrip() for line in out.splitlines() if line.startswith(("|", "## "))]
+    assert [line for line in transcript if line.startswith(("|", "## "))] == real
+    first = [line.split(":")[0] for line in transcript[:3]]
+    bar = err.replace("\r", "\n").splitlines()
+    assert first == ["model", "note", "encoding corpus for search, link_prediction, classification (468 papers)"]
+    assert "468/468" in transcript[2] and any("468/468" in line for line in bar)
 
 
 def test_examples_run(tmp_path):

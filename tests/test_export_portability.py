@@ -102,3 +102,33 @@ def test_sentence_transformers_3_in_its_own_virtualenv(exported, tmp_path_factor
     got = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert got["v"].startswith("3.")
     np.testing.assert_allclose(np.array(got["emb"]), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_the_scimult_folder_routes_tasks_in_sentence_transformers_5_2(tiny_scimult, tmp_path_factory):
+    """The oldest sentence-transformers that can run the remote code: 5.2.0, the first that allows transformers 5
+    (the remote code needs 5.4 or newer). It loads the SciMult folder and routes ``task=`` exactly as 6.x does.
+    (5.2 imports ``requests``, which it no longer declares: installed beside it.)"""
+    st6 = SentenceTransformer(str(tiny_scimult), trust_remote_code=True, device="cpu")
+    expected = {task: st6.encode(PAPERS, task=task) for task in ("search", "classification")}
+    env_dir = tmp_path_factory.getbasetemp() / "st52-venv"
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        venv.create(env_dir, with_pip=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", "sentence-transformers==5.2.0",
+                        "transformers>=5.4,<6", "requests"], check=True, timeout=1500)
+    code = textwrap.dedent(f"""
+        import json, sentence_transformers
+        from sentence_transformers import SentenceTransformer
+        st = SentenceTransformer({str(tiny_scimult)!r}, trust_remote_code=True, device="cpu")
+        out = {{t: st.encode({PAPERS!r}, task=t).tolist() for t in ("search", "classification")}}
+        print("RESULT", json.dumps({{"v": sentence_transformers.__version__, "emb": out}}))
+    """)
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert got["v"] == "5.2.0"
+    for task, want in expected.items():
+        np.testing.assert_allclose(np.array(got["emb"][task]), want, atol=1e-6, rtol=0)
+    assert not np.allclose(got["emb"]["search"], got["emb"]["classification"])

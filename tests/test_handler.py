@@ -156,3 +156,24 @@ def test_concurrent_encoding_is_bounded_and_the_rest_get_503():
         with ThreadPoolExecutor(max_workers=5) as pool:
             statuses = sorted(status for status, _ in pool.map(lambda _: post(url, body), range(5)))
     assert statuses.count(200) >= 2 and 503 in statuses, statuses  # one encoding, one waiting, the rest refused
+
+
+def test_a_line_of_large_bodies_is_bounded_by_bytes_with_a_retry_after_estimate():
+    """Small requests queue by count, large ones by their bytes: a burst of large bodies gets quick 503s with a
+    Retry-After from the measured rate instead of a wait longer than any client's timeout."""
+    body = json.dumps({"inputs": ["a" * 60]}).encode()
+    with running(make_app(_Slow(), max_concurrent=1, max_waiting=10, max_waiting_bytes=2 * len(body))) as url:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            statuses = sorted(status for status, _ in pool.map(lambda _: post(url, body), range(6)))
+        assert statuses.count(200) == 2 and statuses.count(503) == 4, statuses  # two bodies fit the line
+        busy = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [pool.submit(post, url, body) for _ in range(2)]
+            time.sleep(0.3)
+            try:
+                urllib.request.urlopen(busy, timeout=30)
+                retry = None
+            except urllib.error.HTTPError as err:
+                retry = err.headers.get("Retry-After")
+            [f.result() for f in futures]
+        assert retry is not None and int(retry) >= 1  # estimated from the seconds per byte served so far

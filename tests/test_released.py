@@ -115,7 +115,8 @@ def test_only_the_model_tensors_are_downloaded(hub, tmp_path):
     from huggingface_hub.utils import get_session
 
     from scimult_hf.convert import load_original_checkpoint
-    from scimult_hf.convert.partial import RangeFile, fetch_model_records, read_partial
+    from scimult_hf.convert.checkpoint import read_partial
+    from scimult_hf.convert.partial import RangeFile, fetch_model_records
 
     path = with_full_optimizer_state(tmp_path)
     hub.serve({("yuz9yuz/SciMult", "full.ckpt"): path})

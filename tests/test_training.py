@@ -69,9 +69,12 @@ def first_and_last(history: list[dict], task: str) -> tuple[float, float]:
 @pytest.mark.parametrize("variant, expert_type", [("moe", "attention"), ("moe", "ffn"), ("vanilla", None),
                                                   ("instruction", None)])
 @pytest.mark.smoke
-def test_each_variant_trains_end_to_end(tmp_path, tiny_bert, pair_files, variant, expert_type):
+def test_each_variant_trains_end_to_end(tmp_path, tiny_bert, pair_files, variant, expert_type, capsys):
     config = quick_config(variant=variant, expert_type=expert_type or "attention")
     folder = train(tiny_bert, data_from(pair_files), tmp_path / "run", config)
+    printed = capsys.readouterr()
+    logs = printed.out + printed.err  # readable lines, not the trainer's raw dicts
+    assert "{'" not in logs and "step " in logs and re.search(r"trained \d+ steps in \d+ s", logs), logs[-1000:]
     history = json.loads((tmp_path / "run" / "losses.json").read_text())
     for task in pair_files:
         first, last = first_and_last(history, task)
@@ -474,3 +477,11 @@ def test_a_bad_recipe_is_named(recipe, message):
 
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_recipe(recipe)
+
+
+def test_a_short_run_still_logs_its_losses(tmp_path, tiny_bert, pair_files):
+    """Fewer steps than logging_steps: the run still writes loss points (losses.json was [] before)."""
+    config = quick_config(max_steps=4, logging_steps=50)
+    train(tiny_bert, data_from(pair_files), tmp_path / "run", config)
+    history = json.loads((tmp_path / "run" / "losses.json").read_text())
+    assert len(history) >= 2 and all(any(k.startswith("loss") for k in h) for h in history), history

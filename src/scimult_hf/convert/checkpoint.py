@@ -17,6 +17,7 @@ A pickle can run arbitrary code when loaded, so a checkpoint is never unpickled 
 
 from __future__ import annotations
 
+import json
 import os
 import typing
 import zipfile
@@ -200,6 +201,29 @@ def _torch_reason(err: Exception) -> str:
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+#: The sidecar beside a partial checkpoint (``convert.partial`` writes it): which records it holds (the rest are
+#: holes that ``torch.load(mmap=True)`` never reads).
+PARTIAL_SUFFIX = ".records.json"
+
+
+def read_partial(path: str | os.PathLike) -> dict | None:
+    """The sidecar of a complete partial download (``records``, ``sha256``, ``size``); None for a whole file."""
+    sidecar = Path(os.fspath(path) + PARTIAL_SUFFIX)
+    if not sidecar.is_file():
+        return None
+    state = json.loads(sidecar.read_text(encoding="utf-8"))
+    if "records" not in state:
+        raise CheckpointError(f"{path} is an unfinished partial download: run the same command again to finish it.")
+    return state
+
+
+def present_records(path: str | os.PathLike) -> set[str] | None:
+    """The records a partial checkpoint holds; None for a whole file (every record present)."""
+    state = read_partial(path)
+    return None if state is None else set(state["records"])
+
+
+
 def load_original_checkpoint(path: str | os.PathLike) -> dict:
     """Safely read an original SciMult training checkpoint.
 
@@ -217,8 +241,6 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict:
                                 f"{path / 'scimult_moe.ckpt'}).")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist (download e.g. scimult_moe.ckpt first).")
-    from .partial import present_records
-
     _check_archive(path, present_records(path))
     try:
         with torch.serialization.safe_globals(_safe_globals()):
@@ -263,8 +285,11 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict:
 
 __all__ = [
     "ALLOWED_GLOBALS",
+    "PARTIAL_SUFFIX",
     "BaseModelError",
     "CheckpointError",
     "load_original_checkpoint",
     "plain",
+    "present_records",
+    "read_partial",
 ]

@@ -32,12 +32,16 @@ from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 from ..io import atomic_write_text
-from .checkpoint import _STAND_INS, ALLOWED_GLOBALS, CheckpointError, _canonical
+from .checkpoint import (
+    _STAND_INS,
+    ALLOWED_GLOBALS,
+    PARTIAL_SUFFIX,
+    CheckpointError,
+    _canonical,
+)
 
-__all__ = ["PARTIAL_SUFFIX", "RangeFile", "fetch_model_records", "model_storage_keys", "present_records", "read_partial"]
+__all__ = ["RangeFile", "fetch_model_records", "model_storage_keys"]
 
-#: The sidecar beside a partial checkpoint: which records it holds (the rest are holes).
-PARTIAL_SUFFIX = ".records.json"
 _CHUNK = 8 * 1024 * 1024
 
 
@@ -147,23 +151,6 @@ def model_storage_keys(data_pkl: bytes) -> set[str]:
             raise CheckpointError(f"model_dict[{name!r}] is not a tensor.")
         keys.add(value[1])
     return keys
-
-
-def read_partial(path: str | os.PathLike) -> dict | None:
-    """The sidecar of a complete partial download (``records``, ``sha256``, ``size``); None for a whole file."""
-    sidecar = Path(os.fspath(path) + PARTIAL_SUFFIX)
-    if not sidecar.is_file():
-        return None
-    state = json.loads(sidecar.read_text(encoding="utf-8"))
-    if "records" not in state:
-        raise CheckpointError(f"{path} is an unfinished partial download: run the same command again to finish it.")
-    return state
-
-
-def present_records(path: str | os.PathLike) -> set[str] | None:
-    """The records a partial checkpoint holds; None for a whole file (every record present)."""
-    state = read_partial(path)
-    return None if state is None else set(state["records"])
 
 
 def _extents(infos: list[zipfile.ZipInfo], end: int) -> dict[str, tuple[int, int]]:

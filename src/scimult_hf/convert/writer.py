@@ -26,9 +26,8 @@ import torch
 
 from ..hub.cards import converted_model_card
 from ..io import atomic_directory, check_output
-from .checkpoint import BaseModelError, load_original_checkpoint
+from .checkpoint import BaseModelError, load_original_checkpoint, read_partial
 from .mapping import ConversionReport, check_state, config_from_checkpoint, rename_keys, shared_encoder_state
-from .partial import read_partial
 
 logger = logging.getLogger(__name__)
 

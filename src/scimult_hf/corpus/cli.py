@@ -105,6 +105,9 @@ def _classify(args) -> int:
     rows = [[r["id"], shorten(r["title"], 60)] + [f"{lab['name']} ({lab['score']:.3f})" for lab in r["labels"]]
             for r in records]
     print(table(headers, rows))
+    if not ids and len(records) < collection.size:
+        print(f"\n(the first {len(records):,} of {collection.size:,} papers; --limit N shows more, --output FILE.jsonl "
+              "writes every paper's labels)", file=sys.stderr)
     return 0
 
 
@@ -170,7 +173,8 @@ def register_encode(sub) -> None:
                                                    "bfloat16 or float16")
     p.add_argument("--prompt-name", default=None, help="prompt of the model to prepend (instruction variant)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start again in an existing --output of another input or model (deletes it)")
+                   help="encode again into an existing --output (another input or model): the new collection is "
+                        "built beside the old one and replaces it only when complete (a stopped run resumes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_encode)
 

@@ -75,14 +75,22 @@ class PaperFile:
                 "columns": self.columns.as_dict()}
 
     def _stream(self):
+        import tempfile
+
         import datasets
 
         datasets.disable_progress_bars()
+        # A streamed read caches nothing, yet datasets leaves a lock file per input in its cache folder: give it a
+        # folder of its own that goes when the read is done.
+        scratch = tempfile.TemporaryDirectory(prefix="scimult-read-")
         try:
-            return datasets.load_dataset(self.kind, data_files=os.fspath(self.path), split="train", streaming=True,
-                                         **self.options)
+            stream = datasets.load_dataset(self.kind, data_files=os.fspath(self.path), split="train", streaming=True,
+                                           cache_dir=scratch.name, **self.options)
         except Exception as err:  # datasets wraps parse errors in several types
+            scratch.cleanup()
             raise InputError(f"{self.path} cannot be read as {self.kind}: {err}") from None
+        scratch.cleanup()
+        return stream
 
     def _check_columns(self, names: list[str], abstract: bool = True) -> None:
         """The id and title (or text) columns, and the abstract column unless ``abstract=False`` (JSON lines:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -170,13 +171,20 @@ def encode_corpus(
     manifest = read_manifest(work)
     todo = [t for t in tasks if not manifest["tasks"][t].get("complete")]
 
-    label = f"encoding corpus for {', '.join(todo) or 'no task'} ({total:,} papers)"
-    share = sum(min(shard_size, total - s) for i, s in enumerate(range(0, total, shard_size))
-                if i % state.num_processes == state.process_index)
     # One bar for this process's share of the work that runs the model: papers x tasks whose embeddings are
-    # computed (copies of identical experts' are not work); shards found done on a resume leave the total.
+    # computed (copies of identical experts' are not work); shards a stopped run finished are not in it.
     computed_tasks = [t for t in todo if same_as.get(t, t) == t]
-    bar = tqdm(total=share * len(computed_tasks), desc=label, unit="paper", dynamic_ncols=True,
+    mine = [(i, min(shard_size, total - s)) for i, s in enumerate(range(0, total, shard_size))
+            if i % state.num_processes == state.process_index]
+    done = {i: [t for t in computed_tasks if (work / t / f"{shard_name(i)}.npy").is_file()] for i, _ in mine}
+    work_left = sum(size * (len(computed_tasks) - len(done[i])) for i, size in mine)
+    finished = [i for i, _ in mine if computed_tasks and len(done[i]) == len(computed_tasks)]
+    if finished and show_progress_bar and state.is_main_process:
+        print(f"resuming {work}: {len(finished):,} of {len(mine):,} shards already done; encoding the other "
+              f"{len(mine) - len(finished):,}", file=sys.stderr)
+    papers_left = sum(size for i, size in mine if i not in finished)
+    label = f"encoding corpus for {', '.join(todo) or 'no task'} ({papers_left:,} papers)"
+    bar = tqdm(total=work_left, desc=label, unit="paper", dynamic_ncols=True,
                disable=not show_progress_bar or not state.is_main_process or not todo)
     rows = 0
     shard: list[dict] = []
@@ -195,10 +203,6 @@ def encode_corpus(
         else:
             _write_papers(ids_path, items)
         missing = [t for t in todo if not (work / t / f"{name}.npy").is_file()]
-        done_already = [t for t in computed_tasks if t not in missing]
-        if done_already:  # resumed: not work of this run, so not counted in its rate
-            bar.total -= len(items) * len(done_already)
-            bar.refresh()
         if not missing:
             return
         order = sorted(range(len(items)), key=lambda i: -len(items[i]["text"]))

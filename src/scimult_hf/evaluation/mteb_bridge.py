@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..models.export import exported_task
 from ..models.tasks import task_names
 from ..retrieval import encode_for_task, model_label, resolve_model
 from ..text import paper_text
@@ -118,6 +119,15 @@ class SciMultMTEBEncoder:
         self.default_expert = default_expert
         self.prompt_name = prompt_name
         self.is_scimult = task_names(self.model) is not None
+        #: A per-task export embeds for its one task whatever is asked: the routing records that task.
+        self.export_task = exported_task(model) if isinstance(model, (str, os.PathLike)) and os.path.isdir(model) \
+            else None
+        if self.export_task is not None:
+            others = sorted({*self.task_to_expert.values()} - {self.export_task})
+            if others:
+                raise InputError(f"{model} is the per-task export of {self.export_task!r}: it embeds for that task "
+                                 f"only, so it cannot route to {others}. Evaluate the SciMult folder instead.")
+            self.default_expert = self.export_task
         experts = self._experts()
         for expert in list(self.task_to_expert.values()) + [default_expert]:
             if experts is not None and expert not in experts:
@@ -135,7 +145,9 @@ class SciMultMTEBEncoder:
         return None if names is None else set(names)
 
     def expert_for(self, task_metadata) -> str:
-        """The expert this encoder uses for a task."""
+        """The expert this encoder uses for a task (a per-task export: always its own task)."""
+        if self.export_task is not None:
+            return self.export_task
         return expert_for_task(task_metadata, self.task_to_expert, self.default_expert)
 
     def encode(

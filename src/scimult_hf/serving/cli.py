@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .server import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_WAITING
+from .server import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_BYTES
 
 __all__ = ["register_serve"]
 
@@ -13,7 +13,7 @@ def run_serve(args) -> int:
 
     serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs,
           max_chars=args.max_chars, batch_size=args.batch_size, device=args.device, max_concurrent=args.max_concurrent,
-          max_waiting=args.max_waiting, max_body_bytes=args.max_body_bytes)
+          max_waiting=args.max_waiting, max_waiting_bytes=args.max_waiting_bytes, max_body_bytes=args.max_body_bytes)
     return 0
 
 
@@ -33,6 +33,10 @@ def register_serve(sub) -> None:
                    help="requests waiting for their turn, each holding its parsed body; more get HTTP 503 with "
                         "Retry-After before their body is read (default: %(default)s, so a burst of 50 clients is "
                         "served; measured on 2 CPU cores: see the README's Serving section)")
+    p.add_argument("--max-waiting-bytes", type=int, default=DEFAULT_MAX_WAITING_BYTES,
+                   help="request bodies (by Content-Length) that may wait at once; more get 503 with an estimated "
+                        "Retry-After (default: %(default)s = 32 MiB: 64 requests of 1 KB, about 6 of 5 MB, which on "
+                        "2 CPU cores take tens of seconds each)")
     p.add_argument("--max-body-bytes", type=int, default=None,
                    help="largest request body, refused with 413 before it is read (default: 4 x max-inputs x "
                         "max-chars + 64 KiB)")

@@ -147,7 +147,12 @@ def register_train(sub, full: bool = True) -> None:
 
         from .trainer import TrainConfig
 
-        parents.append(HfArgumentParser(TrainConfig, add_help=False))
+        options = HfArgumentParser(TrainConfig, add_help=False)
+        for action in options._actions:  # --help names the dashed forms (as the README does); --max_steps still works
+            dashed = [o for o in action.option_strings if "_" not in o]
+            if dashed:
+                action.option_strings = dashed
+        parents.append(options)
     p = sub.add_parser("train", help="multi-task contrastive training (MoE, vanilla or instruction variant)",
                        parents=parents)
     p.add_argument("--model", required=True, help="BERT / sentence-transformers folder to upcycle, or a SciMult folder, or a released name (scimult-moe, scimult-vanilla, scimult-moe-pmcpatients-par/-ppr: fetched and converted on first use)")
@@ -157,4 +162,8 @@ def register_train(sub, full: bool = True) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint in --output")
     p.add_argument("--push-to-hub", metavar="REPO", help="push the trained model (exports, handler, card) to this repo")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    for action in p._actions:  # the underscore spellings still parse, unlisted
+        for option in action.option_strings:
+            if option.startswith("--") and "-" in option[2:]:
+                p._option_string_actions.setdefault("--" + option[2:].replace("-", "_"), action)
     p.set_defaults(func=run_train)

@@ -196,6 +196,21 @@ def _progress_callback(trainer):
                 task, loss = trainer.current
                 self.training_bar.set_postfix(task=task, loss=f"{loss:.3f}", refresh=False)
 
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            """A line a person reads (not the raw dict): the losses every few steps, the run's speed at the end."""
+            if not state.is_world_process_zero or self.training_bar is None or not logs:
+                return
+            if "train_runtime" in logs:
+                line = (f"trained {state.global_step} steps in {logs['train_runtime']:.0f} s "
+                        f"({logs.get('train_steps_per_second', 0):.2f} steps/s)")
+            else:
+                losses = {k.removeprefix("loss/"): v for k, v in logs.items() if k.startswith("loss/")}
+                if "loss" not in logs and not losses:
+                    return
+                line = f"step {state.global_step}: " + ", ".join(
+                    [f"loss {logs['loss']:.4f}"] * ("loss" in logs) + [f"{t} {v:.4f}" for t, v in sorted(losses.items())])
+            self.training_bar.write(line)
+
     return TaskProgress()
 
 
