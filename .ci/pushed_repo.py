@@ -35,8 +35,8 @@ base_model: sentence-transformers/all-MiniLM-L6-v2
 
 def prepare(out: Path) -> None:
     from scimult_hf import load_model
-    from scimult_hf.defaults import default_model_path
     from scimult_hf.hub.publish import push_model
+    from scimult_hf.released import default_model_path
     from scimult_hf.text import paper_text
 
     folder = default_model_path()

@@ -235,7 +235,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from scimult_hf.defaults import default_model_path
+    from scimult_hf.released import default_model_path
 
     model = args.model or str(default_model_path())
     results: dict = {"model": model, "cpus": os.cpu_count()}
@@ -250,7 +250,9 @@ def main() -> None:
         if "latency" in parts:
             results["latency"] = latency(work)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        from scimult_hf.environment import environment_record
+
+        Path(args.out).write_text(json.dumps({**results, "environment": environment_record()}, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -99,7 +99,9 @@ def main() -> int:
         print(f"| {r['name']} | {r['file_bytes'] / 1e6:,.0f} MB | {p['bytes'] / 1e6:,.0f} MB "
               f"({p['bytes'] / r['file_bytes']:.0%}) | {p['seconds']} s | {f['bytes'] / 1e6:,.0f} MB | "
               f"{f['seconds']} s | {'yes' if r['same_weights'] else 'NO'} |")
-    Path(args.output).write_text(json.dumps(rows, indent=2) + "\n")
+    from scimult_hf.environment import environment_record
+
+    Path(args.output).write_text(json.dumps({"rows": rows, "environment": environment_record()}, indent=2) + "\n")
     return 0
 
 

@@ -107,10 +107,13 @@ def main(argv=None) -> int:
               f"torch {torch.__version__}, {platform.machine()}, {torch.get_num_threads()} threads.")
     table = format_table(results)
     print(header + "\n\n" + table)
+    from scimult_hf.environment import environment_line, environment_record
+
     if args.markdown:
-        Path(args.markdown).write_text(header + "\n\n" + table + "\n", encoding="utf-8")
+        Path(args.markdown).write_text(header + "\n\n" + table + "\n\n" + environment_line() + "\n", encoding="utf-8")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": name, "results": results}, indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"model": name, "results": results, "environment": environment_record()},
+                                              indent=2) + "\n", encoding="utf-8")
     return 0
 
 

@@ -168,10 +168,13 @@ def report(results: dict, run: dict, summary: Path) -> str:
     for model, row in table.items():
         mean = sum(row.values()) / len(row)
         lines.append(f"| {model} | " + " | ".join(f"{row[s]:.3f}" for s in sets) + f" | {mean:.3f} |")
-    text = "\n".join(lines + [""] + [f"- {g}" for g in goals(table)])
+    from scimult_hf.environment import environment_line, environment_record
+
+    text = "\n".join(lines + [""] + [f"- {g}" for g in goals(table)] + ["", environment_line()])
     summary.mkdir(parents=True, exist_ok=True)
     atomic_write_text(summary / "table.md", text + "\n")
-    atomic_write_text(summary / "results.json", json.dumps({**run, "results": results}, indent=2, default=str) + "\n")
+    atomic_write_text(summary / "results.json", json.dumps({**run, "results": results, "environment": environment_record()}, indent=2,
+                                                                  default=str) + "\n")
     bar_plot(table, summary / "train_scaled.png", "all-MiniLM-L6-v2 trained on six sets: base, plain fine-tune, SciMult variants")
     return text
 

@@ -122,11 +122,14 @@ def main() -> int:
     for model, row in table.items():
         mean = sum(row.values()) / len(row)
         lines.append(f"| {model} | " + " | ".join(f"{row[s]:.3f}" for s in sets) + f" | {mean:.3f} |")
-    text = "\n".join(lines)
+    from scimult_hf.environment import environment_line, environment_record
+
+    text = "\n".join(lines + ["", environment_line()])
     print(text)
     (out / "table.md").write_text(text + "\n")
     (out / "results.json").write_text(json.dumps({"args": vars(args) | {"base": str(args.base)}, "timings_s": timings,
-                                                  "results": results}, indent=2, default=str))
+                                                  "results": results, "environment": environment_record()},
+                                                 indent=2, default=str))
     bar_plot(table, out / "train_small.png", "all-MiniLM-L6-v2: base, plain multi-task fine-tune, SciMult variants")
     return 0
 

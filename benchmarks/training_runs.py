@@ -6,6 +6,7 @@ Used by ``train_small.py`` (three sets) and ``train_scaled.py`` (six sets); not 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -101,5 +102,7 @@ def bar_plot(table: dict[str, dict[str, float]], path: Path, title: str, ylabel:
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from scimult_hf.environment import environment_record
+
+    fig.savefig(path, dpi=120, metadata={"Description": json.dumps(environment_record())})  # the stack, in the PNG
     plt.close(fig)

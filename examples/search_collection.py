@@ -12,7 +12,7 @@ import tempfile
 from scimult_hf.corpus import Collection, encode_corpus
 from scimult_hf.corpus.commands import search_papers
 from scimult_hf.corpus.display import shorten, table
-from scimult_hf.defaults import default_model_path
+from scimult_hf.released import default_model_path
 from scimult_hf.sample import sample_papers
 
 parser = argparse.ArgumentParser()

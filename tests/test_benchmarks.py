@@ -68,3 +68,27 @@ def test_interpolation_with_the_start_weighs_the_trained_weights_by_alpha(tmp_pa
         for k in trained:
             torch.testing.assert_close(merged[k], alpha * trained[k] + (1 - alpha) * start[k])
         assert (out / "config.json").read_text() == (run / "model" / "config.json").read_text()
+
+
+def test_every_results_file_records_its_stack():
+    """JSON: an ``environment`` entry (versions and machine, or the note that the run predates the record);
+    markdown: a stack line; PNG: the same record in its metadata."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    files = sorted(p for p in results.iterdir() if p.is_file())
+    assert files
+    for path in files:
+        if path.suffix == ".json":
+            record = json.loads(path.read_text())["environment"]
+        elif path.suffix == ".png":
+            record = json.loads(Image.open(path).info["Description"])
+        elif path.suffix == ".md":
+            assert "_Stack: " in path.read_text(), path.name
+            continue
+        else:
+            raise AssertionError(f"{path.name}: a results file of a kind this test does not check")
+        assert record.get("versions", {}).get("transformers") or record.get("recorded_at_run_time") is False, path

@@ -235,7 +235,7 @@ def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, 
 
 # ---------------------------------------------------------------------------------------------- default model
 def test_default_is_scimult_moe_when_the_hub_answers(hub):
-    from scimult_hf.defaults import resolve_default_model
+    from scimult_hf.released import resolve_default_model
 
     model, line = resolve_default_model()
     assert model == "scimult-moe"
@@ -244,8 +244,7 @@ def test_default_is_scimult_moe_when_the_hub_answers(hub):
 
 
 def test_default_asks_the_hub_once_and_the_fetch_reuses_the_answer(hub):
-    from scimult_hf.defaults import resolve_default_model
-    from scimult_hf.released import fetch_released
+    from scimult_hf.released import fetch_released, resolve_default_model
 
     model, _ = resolve_default_model()
     fetch_released(model)
@@ -258,20 +257,19 @@ def test_default_is_not_a_release_whose_file_is_not_the_pinned_one(hub, monkeypa
     instead of promising a download that the pin check will refuse."""
     import dataclasses
 
-    from scimult_hf import defaults, released
+    from scimult_hf import released
 
     other = dataclasses.replace(released.RELEASED["scimult-moe"], size=released.RELEASED["scimult-moe"].size + 1)
     monkeypatch.setitem(released.RELEASED, "scimult-moe", other)
-    monkeypatch.setattr(defaults, "default_model_path", lambda: tmp_path / "minilm")
-    model, line = defaults.resolve_default_model()
+    monkeypatch.setattr(released, "default_model_path", lambda: tmp_path / "minilm")
+    model, line = released.resolve_default_model()
     assert model == str(tmp_path / "minilm")
     assert "is not the pinned release" in line and "first use downloads" not in line
     assert [r[0] for r in hub.requests] == ["HEAD"]
 
 
 def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
-    from scimult_hf.defaults import resolve_default_model
-    from scimult_hf.released import fetch_released
+    from scimult_hf.released import fetch_released, resolve_default_model
 
     folder = fetch_released("scimult-moe")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -282,16 +280,16 @@ def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
 
 @pytest.mark.parametrize("how", ["offline", "unreachable"])
 def test_default_falls_back_with_the_reason_and_the_command(tmp_path, monkeypatch, how):
-    from scimult_hf import defaults
+    from scimult_hf import released
 
     monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
-    monkeypatch.setattr(defaults, "default_model_path", lambda: tmp_path / "minilm")
+    monkeypatch.setattr(released, "default_model_path", lambda: tmp_path / "minilm")
     if how == "offline":
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     else:  # nothing listens on the endpoint
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
-    model, line = defaults.resolve_default_model(timeout=2)
+    model, line = released.resolve_default_model(timeout=2)
     assert model == str(tmp_path / "minilm")
     assert ("HF_HUB_OFFLINE is set" if how == "offline" else "the Hub did not answer for yuz9yuz/SciMult") in line
     assert "scimult-hf fetch scimult-moe" in line and "scimult-hf/" not in line

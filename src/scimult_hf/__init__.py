@@ -69,10 +69,9 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "models.bert": ["from_bert", "to_bert"],
         "models.export": ["export_task"],
         "models.folder": ["load_sentence_transformer", "save_sentence_transformer"],
-        "released": ["RELEASED", "load_model", "resolve_model_path"],
+        "released": ["RELEASED", "default_model_path", "load_model", "resolve_model_path"],
         "models.tasks": ["INSTRUCTION_PROMPTS"],
         "models.upcycle": ["upcycle"],
-        "defaults": ["default_model_path"],
         "retrieval.encoding": ["encode_by_task"],
     },
 )

@@ -91,10 +91,9 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
     """Show the three experts at work: on the shipped sample, or on ``data`` (the shared data layout)."""
     import sys
 
-    from .defaults import resolve_default_model
     from .models.folder import load_sentence_transformer
     from .models.tasks import identical_experts
-    from .released import resolve_model_path
+    from .released import resolve_default_model, resolve_model_path
 
     if model is None:
         model, line = resolve_default_model()

@@ -17,7 +17,7 @@ from importlib import metadata
 STACK = ("scimult-hf", "torch", "transformers", "sentence-transformers", "tokenizers", "safetensors",
          "huggingface-hub", "datasets", "accelerate", "kernels", "evaluate", "onnxruntime", "numpy")
 
-__all__ = ["STACK", "environment_record", "environment_report", "machine", "metadata_version", "stack_versions"]
+__all__ = ["STACK", "environment_line", "environment_record", "environment_report", "machine", "metadata_version", "stack_versions"]
 
 
 def metadata_version(name: str) -> str | None:
@@ -55,6 +55,15 @@ def machine(with_accelerator: bool = True) -> dict[str, object]:
 def environment_record(with_accelerator: bool = True) -> dict[str, object]:
     """``{"versions": ..., "machine": ...}``: what a benchmark's results file records beside its figures."""
     return {"versions": stack_versions(), "machine": machine(with_accelerator)}
+
+
+def environment_line(record: dict | None = None) -> str:
+    """The record as one markdown line, for the tables a benchmark writes."""
+    record = record or environment_record()
+    versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items() if version)
+    where = record["machine"]
+    machine_text = f"{where.get('accelerator') or where.get('processor')}, {where.get('cpu_count')} CPUs"
+    return f"_Stack: {versions}; machine: {machine_text}, Python {where.get('python')}._"
 
 
 def environment_report() -> str:

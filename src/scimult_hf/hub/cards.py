@@ -278,6 +278,23 @@ def more_usage(repo_id: str, task: str | None, code_revision: str | None = None)
     ])
 
 
+def card_with_results(card: str, results: list[dict], model_name: str) -> str:
+    """``card`` with the evaluation ``results`` (``scimult-hf evaluate`` JSON) as ``model-index`` metadata."""
+    from huggingface_hub import ModelCard
+
+    from ..evaluation.results import to_eval_results
+
+    parsed = ModelCard(card)
+    entries = []
+    for r in results:
+        task_type = "text-classification" if r.get("task") == "classification" else "text-retrieval"
+        entries += to_eval_results(r, model_name, r["dataset"], r["dataset"], task_type,
+                                   task_name=f"{r.get('task')} ({r.get('expert') or 'no expert'} expert)")
+    parsed.data.model_name = model_name
+    parsed.data.eval_results = entries
+    return str(parsed)
+
+
 def render_card(template: str, repo_id: str, *, task: str | None, code_revision: str | None = None,
                 results: list[dict] | None = None) -> str:
     """A ``model_cards/`` template made ready for ``repo_id``: the repository id filled in, the usage
@@ -288,7 +305,6 @@ def render_card(template: str, repo_id: str, *, task: str | None, code_revision:
     from huggingface_hub import ModelCard
 
     from ..evaluation.results import format_table
-    from .publish import card_with_results
 
     if _RESULTS_TODO not in template:
         raise InputError("the template has no '## Results' placeholder section to fill.")
@@ -298,4 +314,4 @@ def render_card(template: str, repo_id: str, *, task: str | None, code_revision:
     return card_with_results(text, results, repo_id) if results else str(ModelCard(text))
 
 
-__all__ = ["BIBTEX", "HUB_ID", "KNOWN_LICENSES", "check_card_metadata", "converted_model_card", "more_usage", "render_card", "trained_model_card"]
+__all__ = ["BIBTEX", "HUB_ID", "KNOWN_LICENSES", "card_with_results", "check_card_metadata", "converted_model_card", "more_usage", "render_card", "trained_model_card"]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..io import atomic_directory, check_output
+from .cards import card_with_results, check_card_metadata
 
 logger = logging.getLogger(__name__)
 
@@ -59,23 +60,6 @@ def requirements_txt() -> str:
 _SKIP = {"README.md", ".gitattributes"}
 
 
-def card_with_results(card: str, results: list[dict], model_name: str) -> str:
-    """``card`` with the evaluation ``results`` (``scimult-hf evaluate`` JSON) as ``model-index`` metadata."""
-    from huggingface_hub import ModelCard
-
-    from ..evaluation.results import to_eval_results
-
-    parsed = ModelCard(card)
-    entries = []
-    for r in results:
-        task_type = "text-classification" if r.get("task") == "classification" else "text-retrieval"
-        entries += to_eval_results(r, model_name, r["dataset"], r["dataset"], task_type,
-                                   task_name=f"{r.get('task')} ({r.get('expert') or 'no expert'} expert)")
-    parsed.data.model_name = model_name
-    parsed.data.eval_results = entries
-    return str(parsed)
-
-
 def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, card: str,
                        overwrite: bool = False) -> Path:
     """Write the folder that :func:`push_model` would upload (``--dry-run``): model, exports, handler, card.
@@ -87,7 +71,6 @@ def prepare_model_repo(model_dir: str | os.PathLike, output: str | os.PathLike, 
     from ..modeling_scimult import SciMultModel
     from ..models.export import export_task
     from ..models.folder import read_sentence_transformers_setup
-    from .cards import check_card_metadata
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
