@@ -25,6 +25,12 @@ ORDERS = [
     "import scimult_hf; from sentence_transformers import SentenceTransformer",
     "from scimult_hf import SciMultModel",
     "import scimult_hf.configuration_scimult",
+    # our own modules that import sentence-transformers / transformers half way through their import
+    "import scimult_hf.models.folder",
+    "from scimult_hf.models.folder import save_sentence_transformer",
+    "import scimult_hf.convert.writer",
+    "import scimult_hf.training",
+    "import scimult_hf.retrieval.encoding",
 ]
 
 

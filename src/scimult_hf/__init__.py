@@ -1,9 +1,9 @@
 """scimult-hf: SciMult for transformers and sentence-transformers.
 
 Importing the package is cheap (nothing heavy is imported until it is used), yet it registers
-``"scimult"`` with ``AutoConfig`` / ``AutoModel`` and marks the classes for remote code - so
-``save_pretrained`` writes ``auto_map`` and copies ``configuration_scimult.py`` and
-``modeling_scimult.py`` next to the weights. The registration runs the moment transformers' auto
+``"scimult"`` with ``AutoConfig`` / ``AutoModel``. The classes are marked for remote code in their own
+bodies (``_auto_class``), so ``save_pretrained`` always writes ``auto_map`` and copies
+``configuration_scimult.py`` and ``modeling_scimult.py`` next to the weights. The registration runs the moment transformers' auto
 classes are imported (at once when they already are), through post-import hooks; the public names
 below are loaded on first use (``lazy_loader``).
 """
@@ -15,6 +15,8 @@ import wrapt
 
 __version__ = "0.1.0"
 
+#: Our modules that ``_register`` imports: it must wait while either is half imported.
+_OURS = (f"{__name__}.configuration_scimult", f"{__name__}.modeling_scimult")
 _AUTO = ("transformers.models.auto.configuration_auto", "transformers.models.auto.modeling_auto")
 #: Modules whose completed import may be the moment registration becomes possible (hooks on each): the
 #: auto modules, ours, and the transformers modules that import the auto modules half way through their own
@@ -23,25 +25,29 @@ _WATCHED = (*_AUTO, "transformers.models.bert.configuration_bert", "transformers
             "transformers.modeling_utils", "transformers.modelcard", "transformers.integrations.integration_utils",
             "transformers.trainer", "transformers.pipelines", "transformers.processing_utils",
             "transformers.models.auto.tokenization_auto", "transformers.models.encoder_decoder.configuration_encoder_decoder",
-            "sentence_transformers", f"{__name__}.configuration_scimult",
-            f"{__name__}.modeling_scimult")
+            "sentence_transformers", *_OURS)
 
 
 def _importing(done) -> bool:
-    """True while a transformers or scimult_hf module other than ``done`` is still being imported."""
+    """True while a transformers module, or one of ``_OURS``, other than ``done`` is still being imported.
+
+    Other scimult_hf modules may be half imported (``scimult_hf.models.folder`` importing
+    sentence-transformers is the usual moment the auto classes arrive): registration does not wait on them.
+    """
     return any(
         getattr(getattr(module, "__spec__", None), "_initializing", False)
         for name, module in list(sys.modules.items())
-        if module is not done and name.startswith(("transformers.", f"{__name__}."))
+        if module is not done and (name.startswith("transformers.") or name in _OURS)
     )
 
 
 def _register(module=None) -> None:
     """Register the SciMult classes with AutoConfig / AutoModel once transformers' auto classes are imported.
 
-    Runs after each watched module finishes importing; it does nothing while another transformers (or
-    scimult_hf) import is half done - importing our classes then could meet a half-initialised module - and
-    the watched module that finishes last does the work.
+    Runs after each watched module finishes importing; it does nothing while another transformers import (or
+    one of ``_OURS``) is half done - importing our classes then could meet a half-initialised module - and
+    the watched module that finishes last does the work. (The classes name their own auto classes, so
+    ``save_pretrained`` writes ``auto_map`` and the code files even before this has run.)
     """
     if not any(name in sys.modules for name in _AUTO) or _importing(module):
         return
@@ -52,8 +58,6 @@ def _register(module=None) -> None:
 
     AutoConfig.register("scimult", SciMultConfig, exist_ok=True)
     AutoModel.register(SciMultConfig, SciMultModel, exist_ok=True)
-    SciMultConfig.register_for_auto_class()
-    SciMultModel.register_for_auto_class("AutoModel")
 
 
 for _name in _WATCHED:

@@ -62,6 +62,8 @@ class SciMultConfig(PreTrainedConfig):
     """
 
     model_type = "scimult"
+    # Saved configs name their auto class (``auto_map``) and travel with this file, whatever was imported first.
+    _auto_class = "AutoConfig"
 
     vocab_size: int = 30522
     hidden_size: int = 768

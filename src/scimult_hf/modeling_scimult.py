@@ -354,6 +354,9 @@ class SciMultModel(SciMultPreTrainedModel):
     ```
     """
 
+    # Saved models name their auto class (``auto_map``) and travel with this file, whatever was imported first.
+    _auto_class = "AutoModel"
+
     def __init__(self, config: SciMultConfig):
         super().__init__(config)
         self.config = config
