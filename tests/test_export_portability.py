@@ -27,9 +27,11 @@ def exported(request, tmp_path_factory, tokenizer):
     save_sentence_transformer(model, tokenizer, folder / "scimult", prompts=INSTRUCTION_PROMPTS)
     out = export_task(folder / "scimult", "classification", folder / "classification")
     batch = tokenizer(PAPERS, padding=True, return_tensors="pt")
+    prompted = tokenizer([INSTRUCTION_PROMPTS["classification"] + p for p in PAPERS], padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = model(**batch, task="classification").pooler_output.numpy()
-    return out, expected, pooling, normalize
+        expected_prompted = model(**prompted, task="classification").pooler_output.numpy()
+    return out, expected, pooling, normalize, expected_prompted
 
 
 def read(path: Path):
@@ -37,7 +39,7 @@ def read(path: Path):
 
 
 def test_files_are_what_tei_and_every_sentence_transformers_read(exported):
-    out, _, pooling, normalize = exported
+    out, _, pooling, normalize, _ = exported
     config = read(out / "config.json")
     assert config["architectures"] == ["BertModel"] and config["model_type"] == "bert"
     assert "auto_map" not in config and not (out / "modeling_scimult.py").exists()
@@ -56,16 +58,19 @@ def test_files_are_what_tei_and_every_sentence_transformers_read(exported):
 
 
 def test_installed_sentence_transformers_gives_the_same_embeddings(exported):
-    out, expected, _, _ = exported
+    out, expected, _, _, expected_prompted = exported
     st = SentenceTransformer(str(out), device="cpu")
-    np.testing.assert_allclose(st.encode(PAPERS), expected, atol=1e-5, rtol=0)
+    # the task's instruction is the export's default prompt, as encode(task="classification") applies it
+    assert st.default_prompt_name == "classification"
     assert st.prompts["classification"] == INSTRUCTION_PROMPTS["classification"]
+    np.testing.assert_allclose(st.encode(PAPERS), expected_prompted, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(st.encode(PAPERS, prompt=""), expected, atol=1e-5, rtol=0)
 
 
 def test_plain_transformers_with_manual_pooling_gives_the_same_embeddings(exported, tokenizer):
     from transformers import AutoModel
 
-    out, expected, pooling, normalize = exported
+    out, expected, pooling, normalize, _ = exported
     model = AutoModel.from_pretrained(out).eval()
     batch = tokenizer(PAPERS, padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -83,7 +88,7 @@ def test_plain_transformers_with_manual_pooling_gives_the_same_embeddings(export
 @pytest.mark.slow
 def test_sentence_transformers_3_in_its_own_virtualenv(exported, tmp_path_factory):
     """sentence-transformers 3.x (what infinity-emb pins) with transformers 4.x, installed from the index."""
-    out, expected, _, _ = exported
+    out, _, _, _, expected_prompted = exported
     env_dir = tmp_path_factory.getbasetemp() / "st3-venv"
     python = env_dir / "bin" / "python"
     if not python.exists():
@@ -101,7 +106,8 @@ def test_sentence_transformers_3_in_its_own_virtualenv(exported, tmp_path_factor
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert got["v"].startswith("3.")
-    np.testing.assert_allclose(np.array(got["emb"]), expected, atol=1e-5, rtol=0)
+    # sentence-transformers 3 applies the export's default prompt (the task's instruction) as 6 does
+    np.testing.assert_allclose(np.array(got["emb"]), expected_prompted, atol=1e-5, rtol=0)
 
 
 @pytest.mark.slow
