@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from scimult_hf import load_model
 from scimult_hf.convert import convert_checkpoint
-from scimult_hf.environment import environment_record
+from scimult_hf.environment import environment_line, environment_record
 from scimult_hf.io import atomic_write_text
 from scimult_hf.released import default_model_path
 from scimult_hf.text import paper_texts
@@ -86,8 +86,7 @@ def main() -> None:
     result = {"conversion_max_abs_diff": conversion_errors(), "kernels": kernels(args.texts, args.reps),
               "environment": environment_record()}
     k = result["kernels"]
-    versions = ", ".join(f"{n} {v}" for n, v in result["environment"]["versions"].items() if v)
-    lines = ["# The stack against the original SciMult code", "", f"Stack: {versions}.", "",
+    lines = ["# The stack against the original SciMult code", "", environment_line(result["environment"]), "",
              "| fixture | max abs diff to the original code |", "|---|---:|"]
     lines += [f"| {name} | {diff:.2e} |" for name, diff in result["conversion_max_abs_diff"].items()]
     lines += ["", f"Encoding {k['texts']} sample papers (search expert, batch 32, median of {k['reps']}, paired):", "",
