@@ -20,27 +20,21 @@ PAPERS = [
     "Bacterial communities in seawater",
 ]
 TASKS = ("search", "classification")
-CARD = """---
-license: apache-2.0
-library_name: sentence-transformers
-tags:
-- scimult
-- mixture-of-experts
-base_model: sentence-transformers/all-MiniLM-L6-v2
----
-
-# SciMult (upcycled all-MiniLM-L6-v2), the CI check of a pushed repository
-"""
 
 
 def prepare(out: Path) -> None:
+    from huggingface_hub import ModelCardData
+
     from scimult_hf import load_model
     from scimult_hf.hub.publish import push_model
     from scimult_hf.released import default_model_path
     from scimult_hf.text import paper_text
 
     folder = default_model_path()
-    push_model(folder, "scimult-ci/check", CARD, dry_run=out / "repo")
+    metadata = ModelCardData(license="apache-2.0", library_name="sentence-transformers",
+                             tags=["scimult", "mixture-of-experts"], base_model="sentence-transformers/all-MiniLM-L6-v2")
+    card = f"---\n{metadata.to_yaml()}\n---\n\n# SciMult (upcycled all-MiniLM-L6-v2), the CI check of a pushed repository\n"
+    push_model(folder, "scimult-ci/check", card, dry_run=out / "repo")
     model = load_model(folder)
     texts = [paper_text(p["title"], p["abstract"]) if isinstance(p, dict) else p for p in PAPERS]
     expected = {task: model.encode(texts, task=task).tolist() for task in TASKS}

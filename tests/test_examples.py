@@ -117,7 +117,13 @@ EXAMPLES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(EXAMPLES))
+#: Examples whose work the default run already does elsewhere (the demo encodes and searches the same sample;
+#: tests/test_training.py trains every variant): about a minute each on 2 cores, run with ``-m slow``.
+SLOW_EXAMPLES = {"search_collection.py", "classify_papers.py", "train_small.py"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXAMPLES else n
+                                  for n in sorted(EXAMPLES)])
 def test_example_runs_offline(name, shared_dir, tmp_path):
     args, expected = EXAMPLES[name]
     args = [a.format(shared=shared_dir, tmp=tmp_path) for a in args]

@@ -103,6 +103,24 @@ def test_remote_code_round_trip_without_scimult_hf(tiny_folder, tokenizer):
         np.testing.assert_allclose(np.array(got[t]), expected[t], atol=1e-6, rtol=0)
 
 
+def test_the_remote_code_class_saves_and_exports_like_ours(tiny_folder, tokenizer, tmp_path):
+    """transformers 5.4 gives a folder's own modeling_scimult.py class for trust_remote_code loads, even with
+    ours registered: saving and exporting that model must work, and write what ours writes."""
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+    path, model = tiny_folder
+    remote_class = get_class_from_dynamic_module("modeling_scimult.SciMultModel", str(path))
+    assert remote_class is not SciMultModel and remote_class.__module__.startswith("transformers_modules.")
+    remote = remote_class.from_pretrained(path).eval()
+    save_sentence_transformer(remote, tokenizer, tmp_path / "saved")
+    export_task(remote, "search", tmp_path / "export", tokenizer=tokenizer)
+    expected = reference_embeddings(model, tokenizer)
+    saved = load_sentence_transformer(tmp_path / "saved")
+    np.testing.assert_allclose(saved.encode(PAPERS, task="classification"), expected["classification"], atol=1e-5)
+    export = SentenceTransformer(str(tmp_path / "export"))
+    np.testing.assert_allclose(export.encode(PAPERS), expected["search"], atol=1e-5)
+
+
 def test_hub_cache_layout_loads_offline_by_repo_id(tiny_folder, tokenizer, tmp_path):
     path, model = tiny_folder
     hub_cache(tmp_path / "hub", "scimult-org/scimult-tiny", path)

@@ -14,27 +14,31 @@ assert MODEL_MAPPING._extra_content[config].__name__ == "SciMultModel", "AutoMod
 assert config._auto_class == "AutoConfig"
 """
 
+#: Import orders checked in the default run: the plain ones, and our modules that import sentence-transformers /
+#: transformers half way through their own import (the moment that once left folders without ``auto_map``).
 ORDERS = [
     "import scimult_hf",  # then the check imports the auto modules
-    "import scimult_hf; from transformers import AutoModel",
     "from transformers import AutoModel; import scimult_hf",
+    "import scimult_hf; from sentence_transformers import SentenceTransformer",
+    "import scimult_hf.models.folder",
+    "from scimult_hf.models.folder import save_sentence_transformer",
+    "import scimult_hf.training",
+]
+#: More orders, each a fresh interpreter (about 10 s): run with ``-m slow``.
+MORE_ORDERS = [
+    "import scimult_hf; from transformers import AutoModel",
     "import scimult_hf; from transformers import AutoTokenizer",
     "import scimult_hf; from transformers import AutoConfig",
     "import scimult_hf; from transformers import BertModel",
     "import scimult_hf; from transformers import pipeline",
-    "import scimult_hf; from sentence_transformers import SentenceTransformer",
     "from scimult_hf import SciMultModel",
     "import scimult_hf.configuration_scimult",
-    # our own modules that import sentence-transformers / transformers half way through their import
-    "import scimult_hf.models.folder",
-    "from scimult_hf.models.folder import save_sentence_transformer",
     "import scimult_hf.convert.writer",
-    "import scimult_hf.training",
     "import scimult_hf.retrieval.encoding",
 ]
 
 
-@pytest.mark.parametrize("first", ORDERS)
+@pytest.mark.parametrize("first", [*ORDERS, *(pytest.param(o, marks=pytest.mark.slow) for o in MORE_ORDERS)])
 def test_registered_whatever_comes_first(first):
     proc = run_python(first + "\n" + CHECK, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

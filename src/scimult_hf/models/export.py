@@ -18,6 +18,7 @@ from ..modeling_scimult import SciMultModel
 from .bert import to_bert
 from .folder import (
     default_max_seq_length,
+    is_scimult_model,
     local_or_hub_id,
     model_type,
     quiet_transformers,
@@ -55,8 +56,8 @@ def export_task(
     output that is or contains the model's folder is refused.
     """
     setup: dict = {}
-    check_output(output, [] if isinstance(model, SciMultModel) else [model], overwrite)
-    if not isinstance(model, SciMultModel):
+    check_output(output, [] if is_scimult_model(model) else [model], overwrite)
+    if not is_scimult_model(model):
         path = local_or_hub_id(model)
         if model_type(path) not in (None, SciMultModel.config_class.model_type):
             raise InputError(

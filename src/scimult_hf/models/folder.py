@@ -105,6 +105,16 @@ def model_type(path: str) -> str | None:
     return _read_json(config).get("model_type") if os.path.isfile(config) else None
 
 
+def is_scimult_model(model) -> bool:
+    """Whether ``model`` is a SciMult model: ours, or the same class loaded as remote code from a folder's
+    ``modeling_scimult.py`` (what ``AutoModel.from_pretrained(..., trust_remote_code=True)`` gives on
+    transformers releases that prefer a folder's own code to a registered class, 5.4 for one)."""
+    if isinstance(model, SciMultModel):
+        return True
+    config = getattr(model, "config", None)
+    return type(model).__name__ == SciMultModel.__name__ and getattr(config, "model_type", None) == "scimult"
+
+
 def default_max_seq_length(tokenizer: PreTrainedTokenizerBase, config, setup: dict | None = None) -> int:
     """The maximum sequence length a folder records when none is given: the source folder's, else the
     tokenizer's ``model_max_length`` (when set), capped at the model's position embeddings."""
@@ -210,7 +220,7 @@ def save_sentence_transformer(
     ``prompts`` (e.g. :data:`INSTRUCTION_PROMPTS` for the instruction variant) are selected with
     ``encode(..., prompt_name=...)``.
     """
-    if not isinstance(model, SciMultModel):
+    if not is_scimult_model(model):
         raise TypeError(f"save_sentence_transformer needs a SciMultModel, got {type(model).__name__}.")
     with atomic_directory(path) as tmp:
         model.save_pretrained(tmp)
