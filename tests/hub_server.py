@@ -2,7 +2,9 @@
 
 Serves ``HEAD`` / ``GET /{repo}/resolve/{revision}/{path}`` as ``huggingface_hub`` reads it: ``X-Repo-Commit``,
 the file's sha256 as ``X-Linked-Etag`` (what the Hub sends for LFS files), ``Content-Length``, and byte
-ranges (206). It counts the body bytes it sends.
+ranges (206). It counts the body bytes it sends. Two faults on demand: ``ignore_range = True`` answers every
+GET with the whole file (200), as some proxies and mirrors do; ``drops[filename] = N`` cuts that file's next N
+bodies off half way (the connection closes before ``Content-Length`` bytes came).
 
     with LocalHub({("yuz9yuz/SciMult", "scimult_moe.ckpt"): Path("model.ckpt")}) as hub:
         os.environ["HF_ENDPOINT"] = hub.url
@@ -30,6 +32,8 @@ class LocalHub:
         self.serve(files)
         self.commit = commit
         self.sent = 0
+        self.ignore_range = False
+        self.drops: dict[str, int] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         hub = self
 
@@ -72,19 +76,27 @@ class LocalHub:
                     return
                 path, size, _ = entry
                 start, stop = 0, size
-                ranged = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range") or "")
+                ranged = not hub.ignore_range and re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range") or "")
                 if ranged:
                     start = int(ranged[1])
                     stop = min(size, int(ranged[2]) + 1) if ranged[2] else size
                     self._headers(entry, 206, stop - start, [("Content-Range", f"bytes {start}-{stop - 1}/{size}")])
                 else:
                     self._headers(entry, 200, size)
+                left = stop - start
+                name = self.path.rsplit("/", 1)[-1]  # the file as the repository names it
+                if hub.drops.get(name, 0) > 0:  # send half the body, then close the connection
+                    hub.drops[name] -= 1
+                    left //= 2
+                    self.close_connection = True
                 with open(path, "rb") as f:
                     f.seek(start)
-                    left = stop - start
                     while left:
                         block = f.read(min(left, 1 << 20))
-                        self.wfile.write(block)
+                        try:
+                            self.wfile.write(block)
+                        except (BrokenPipeError, ConnectionResetError):  # the client stopped reading
+                            return
                         hub.sent += len(block)
                         left -= len(block)
 

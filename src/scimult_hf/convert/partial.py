@@ -25,6 +25,7 @@ import io
 import json
 import os
 import pickle
+import time
 import typing
 import zipfile
 import zlib
@@ -46,15 +47,19 @@ _CHUNK = 8 * 1024 * 1024
 
 
 class RangeFile(io.RawIOBase):
-    """A read-only, seekable file over HTTP range requests (``session.get`` with a ``Range`` header).
+    """A read-only, seekable file over HTTP range requests, through ``huggingface_hub``'s session (its headers,
+    proxies and ``http_backoff``: retries on 429/5xx and failed connections).
 
-    ``received`` counts the body bytes that came over the network.
+    A connection dropped in the middle of a body, or a short body, is retried too (``retries`` tries in all,
+    waiting longer each time); a server that answers a range with the whole file (200) is an error, not a
+    download of the whole file once per range. ``received`` counts the body bytes that came over the network.
     """
 
-    def __init__(self, url: str, size: int, session, headers: dict[str, str] | None = None, timeout: float = 60):
+    def __init__(self, url: str, size: int, headers: dict[str, str] | None = None, timeout: float = 60,
+                 retries: int = 5):
         super().__init__()
-        self.url, self.size, self.session = url, size, session
-        self.headers, self.timeout = dict(headers or {}), timeout
+        self.url, self.size = url, size
+        self.headers, self.timeout, self.retries = dict(headers or {}), timeout, retries
         self.position = 0
         self.received = 0
 
@@ -73,21 +78,36 @@ class RangeFile(io.RawIOBase):
         return self.position
 
     def fetch(self, start: int, stop: int) -> bytes:
-        """Bytes ``[start, stop)`` of the remote file, in one request."""
-        from huggingface_hub.utils import hf_raise_for_status
+        """Bytes ``[start, stop)`` of the remote file (one request, retried as the class doc says)."""
+        from huggingface_hub.errors import HfHubHTTPError
+        from huggingface_hub.utils import hf_raise_for_status, http_backoff
 
         if stop <= start:
             return b""
-        response = self.session.get(self.url, headers={**self.headers, "Range": f"bytes={start}-{stop - 1}"},
-                                    timeout=self.timeout, follow_redirects=True)
-        hf_raise_for_status(response)
-        data = response.content
-        if response.status_code != 206 and len(data) == self.size:  # a server that ignores Range
-            data = data[start:stop]
-        if len(data) != stop - start:
-            raise OSError(f"{self.url}: asked for bytes {start}-{stop - 1}, got {len(data)} bytes; try again.")
-        self.received += len(data)
-        return data
+        problem = ""
+        for attempt in range(self.retries):
+            if attempt:
+                time.sleep(min(8.0, 0.5 * 2 ** attempt))
+            try:
+                response = http_backoff("GET", self.url, timeout=self.timeout, follow_redirects=True,
+                                        headers={**self.headers, "Range": f"bytes={start}-{stop - 1}"})
+                hf_raise_for_status(response)
+            except HfHubHTTPError:
+                raise
+            except Exception as err:  # the connection dropped (mid-body too), a timeout after the backoff's tries
+                problem = f"{type(err).__name__}: {err}"
+                continue
+            if response.status_code != 206:
+                raise CheckpointError(
+                    f"{self.url}: the server answered a byte range with the whole file (HTTP {response.status_code}), "
+                    "so a partial fetch cannot work here: fetch the whole file (`scimult-hf fetch NAME --full`).")
+            data = response.content
+            if len(data) == stop - start:
+                self.received += len(data)
+                return data
+            problem = f"{len(data)} bytes instead of {stop - start}"
+        raise OSError(f"{self.url}: bytes {start}-{stop - 1} failed {self.retries} times (last: {problem}); run the "
+                      "command again: what was already fetched is kept.")
 
     def read(self, n: int = -1) -> bytes:
         stop = self.size if n is None or n < 0 else min(self.size, self.position + n)
@@ -233,11 +253,14 @@ def fetch_model_records(remote: RangeFile, dest: str | os.PathLike, sha256: str,
                 crc = zlib.crc32(block, crc)
                 left -= len(block)
             if info.compress_type != zipfile.ZIP_STORED or crc != info.CRC:
-                state["done"] = []  # start again next time
+                # forget only the chunks that hold this record: the next call fetches them anew, and no more
+                first, last = extents[info.filename]
+                done = {(a, b) for a, b in done if b <= first or a >= last}
+                state["done"] = sorted(done)
                 atomic_write_text(sidecar, json.dumps(state))
                 raise CheckpointError(
                     f"{remote.url}: the record {info.filename} fails its CRC-32 check after download; "
-                    "run the command again to fetch it anew."
+                    "run the command again to fetch that record anew (the others are kept)."
                 )
     state["records"] = sorted(i.filename for i in wanted)
     atomic_write_text(sidecar, json.dumps(state))
