@@ -159,7 +159,7 @@ CHILD = r"""
 import json, logging, resource, sys, time
 t0 = time.perf_counter()
 rss_mib = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-peak_mib = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from scimult_hf.environment import peak_rss_mib as peak_mib
 phases = []
 class Phase(logging.Handler):
     def emit(self, record):

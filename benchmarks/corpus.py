@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,17 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from scimult_hf.environment import peak_rss_mib
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not ``ru_maxrss``: Linux keeps that across ``execve``, so
-    a child started by a large parent would report the parent's size."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---------------------------------------------------------------------------------------------- throughput
@@ -143,7 +134,7 @@ def _memory_child(model: str, papers: str, output: str) -> None:
 
     t = time.perf_counter()
     encode_corpus(model, papers, output, batch_size=256, shard_size=50_000, show_progress_bar=False)
-    print(json.dumps({"seconds": round(time.perf_counter() - t, 1), "peak_rss_mb": round(rss_mb())}))
+    print(json.dumps({"seconds": round(time.perf_counter() - t, 1), "peak_rss_mb": round(peak_rss_mib())}))
 
 
 def memory(work: Path, sizes=(100_000, 300_000, 1_000_000)) -> list[dict]:

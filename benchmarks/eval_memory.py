@@ -3,7 +3,7 @@
     python benchmarks/eval_memory.py [--docs 200000] [--queries 1000] [--dim 384] [--top-k 100]
 
 Each stage runs in a fresh subprocess; its peak resident set size is that process's own
-``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (Linux: KiB), printed as JSON. Stages:
+``VmHWM`` (:func:`scimult_hf.environment.peak_rss_mib`), printed as JSON. Stages:
 
 * ``baseline``: import torch, numpy, scimult_hf.evaluation (the floor every stage pays);
 * ``write``: generate the synthetic corpus embeddings (random, L2-normalised, float32; stand-ins for the
@@ -28,11 +28,7 @@ import sys
 import tempfile
 import time
 
-
-def _peak_mib() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+from scimult_hf.environment import peak_rss_mib
 
 
 def _random_unit(rng, n, d):
@@ -80,7 +76,7 @@ def stage(name: str, args) -> dict:
         metrics = retrieval_metrics(run, qrels)
         out["metrics"] = {k: round(v, 4) for k, v in metrics.items()}
     out["seconds"] = round(time.perf_counter() - t0, 2)
-    out["peak_rss_mib"] = round(_peak_mib(), 1)
+    out["peak_rss_mib"] = round(peak_rss_mib(), 1)
     return out
 
 
@@ -102,7 +98,7 @@ def main(argv=None) -> int:
 
             import scimult_hf.evaluation  # noqa: F401
 
-            print(json.dumps({"stage": "baseline", "peak_rss_mib": round(_peak_mib(), 1)}))
+            print(json.dumps({"stage": "baseline", "peak_rss_mib": round(peak_rss_mib(), 1)}))
         else:
             print(json.dumps(stage(args.stage, args)))
         return 0
@@ -123,7 +119,7 @@ def main(argv=None) -> int:
                 return proc.returncode
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     print(f"Corpus {args.docs:,} x {args.dim} float32 ({args.docs * args.dim * 4 / 2**20:.0f} MiB), "
-          f"{args.queries:,} queries, top-{args.top_k}; peak RSS per stage (ru_maxrss of a fresh subprocess):\n")
+          f"{args.queries:,} queries, top-{args.top_k}; peak RSS per stage (VmHWM of a fresh subprocess):\n")
     print("| stage | peak RSS (MiB) | seconds | notes |")
     print("|---|---|---|---|")
     for r in rows:

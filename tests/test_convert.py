@@ -556,4 +556,7 @@ def test_equal_but_separately_stored_encoders_are_accepted(tmp_path):
     path = tmp_path / "copies.ckpt"
     torch.save(checkpoint, path)
     out = convert_checkpoint(path, tmp_path / "out", tokenizer=FIXTURES / name / "bert_config")
-    assert (out / "model.safetensors").is_file()
+    shared = convert_checkpoint(FIXTURES / name / "checkpoint.ckpt", tmp_path / "shared",
+                                tokenizer=FIXTURES / name / "bert_config")
+    got, expected = load_file(out / "model.safetensors"), load_file(shared / "model.safetensors")
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import free_port
 
 from scimult_hf.cli import main
 from scimult_hf.corpus import Collection, encode_corpus
@@ -161,7 +163,8 @@ def test_sigkill_then_resume_gives_the_same_shards(minilm_scimult, tmp_path):
     for name in [f"{i:05d}" for i in range(8)]:
         assert np.array_equal(np.load(out / "search" / f"{name}.npy"), np.load(ref / "search" / f"{name}.npy")), name
         assert (out / "papers" / f"{name}.jsonl").read_text() == (ref / "papers" / f"{name}.jsonl").read_text()
-    leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name or ".staging" in p.name]
+    # what io.staging_name makes: hidden siblings ".NAME.tmp-PID-HEX" (being written) and ".NAME.old-PID-HEX"
+    leftovers = [p.name for p in out.rglob("*") if re.fullmatch(r"\..+\.(tmp|old)-\d+-[0-9a-f]{8}", p.name)]
     assert not leftovers and Collection(out).size == 64
 
 
@@ -170,7 +173,7 @@ def test_two_processes_write_what_one_writes(minilm_scimult, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     encode_corpus(str(minilm_scimult), papers, one, shard_size=8, batch_size=4, show_progress_bar=False)
     argv = _encode_argv(minilm_scimult, papers, two)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29561"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
     proc = subprocess.run(torchrun + argv[1:], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("wrote ") == 1  # only the main process reports

@@ -38,11 +38,6 @@ def sources() -> list[Path]:
     return sorted(PACKAGE.rglob("*.py"))
 
 
-def test_imports_are_resolved():
-    found = imports(PACKAGE / "cli.py")
-    assert SUBCOMMAND_CLIS <= found
-
-
 def test_retrieval_never_imports_evaluation():
     for path in (PACKAGE / "retrieval").rglob("*.py"):
         bad = {m for m in imports(path) if m.startswith("scimult_hf.evaluation")}
@@ -64,22 +59,6 @@ def test_remote_code_files_import_only_torch_and_transformers():
         local = {m for m in imports(PACKAGE / name) if m.startswith("scimult_hf")}
         assert local <= {"scimult_hf.configuration_scimult", "scimult_hf.configuration_scimult.SciMultConfig",
                          "scimult_hf.configuration_scimult.SciMultInputError"}, local
-
-
-def test_subpackages_form_no_cycle():
-    """Package-level imports (lazy ones inside functions included) go one way: no two rooms import each other."""
-    rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    edges: dict[str, set[str]] = {room: set() for room in rooms}
-    for path in sources():
-        parts = module_name(path).split(".")
-        if len(parts) < 2 or parts[1] not in rooms:
-            continue
-        for name in imports(path):
-            target = name.split(".")
-            if len(target) > 1 and target[0] == "scimult_hf" and target[1] in rooms and target[1] != parts[1]:
-                edges[parts[1]].add(target[1])
-    cycles = sorted(f"{a} <-> {b}" for a in edges for b in edges[a] if a < b and a in edges.get(b, ()))
-    assert not cycles, f"sub-packages that import each other: {cycles}"
 
 
 def lazy_attachments(path: Path) -> dict[str, str]:

@@ -94,10 +94,17 @@ def test_card_results_parse_back_as_model_index(model_folder, tmp_path):
 def test_converted_card_stub_parses(tmp_path):
     from scimult_hf.convert import ConversionReport
 
-    report = ConversionReport(checkpoint=Path("scimult_moe.ckpt"), sha256="0" * 64, size=1,
-                              config={"expert_type": "attention", "tasks": ["search"], "pooling": "cls"})
-    data = ModelCard(converted_model_card(report, "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract")).data
-    assert data.license == "mit" and "mixture-of-experts" in data.tags
+    base = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
+    moe = ConversionReport(checkpoint=Path("scimult_moe.ckpt"), sha256="ab" * 32, size=1,
+                           config={"expert_type": "attention", "expert_layers": [1, 3], "tasks": ["search", "classification"],
+                                   "pooling": "cls"})
+    card = ModelCard(converted_model_card(moe, base))
+    assert card.data.license == "mit" and card.data.base_model == base and "mixture-of-experts" in card.data.tags
+    assert "ab" * 32 in card.text and "| `classification` | 1 |" in card.text and "[CLS] token" in card.text
+    dense = ConversionReport(checkpoint=Path("scimult_vanilla.ckpt"), sha256="cd" * 32, size=1,
+                             config={"expert_type": None, "tasks": ["search"], "pooling": "cls"})
+    card = ModelCard(converted_model_card(dense, base))
+    assert "mixture-of-experts" not in card.data.tags and "none (dense BERT)" in card.text and "| task |" not in card.text
 
 
 def test_cardless_or_metadata_less_push_is_refused(model_folder, tmp_path, capsys):

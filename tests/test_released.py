@@ -280,6 +280,24 @@ def test_processes_that_start_at_once_download_once(hub, tmp_path):
     assert (tmp_path / "cache" / "released" / "scimult-moe" / "modules.json").is_file()
 
 
+def test_full_download_refuses_bytes_that_are_not_the_release(hub, tmp_path):
+    """The Hub's metadata matches the pin but the bytes it sends do not (a corrupted mirror): the whole file's
+    sha256, computed after the download, refuses it and nothing is converted."""
+    from scimult_hf.released import ReleasedModelError, fetch_released, released_folder
+
+    hub.serve(base_model_files("scimult_vanilla_s3"))
+    key = ("yuz9yuz/SciMult", "scimult_vanilla.ckpt")
+    path, size, sha = hub.files[key]
+    bad = tmp_path / "bad.ckpt"
+    data = bytearray(path.read_bytes())
+    data[size // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    hub.files[key] = (bad, size, sha)  # the pinned size and sha256 announced, other bytes sent
+    with pytest.raises(ReleasedModelError, match="does not match the released scimult_vanilla.ckpt") as err:
+        fetch_released("scimult-vanilla", full=True)
+    assert sha in str(err.value) and not released_folder("scimult-vanilla").exists()
+
+
 def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
     from scimult_hf.released import ReleasedModelError, fetch_released
 

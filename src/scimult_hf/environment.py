@@ -17,7 +17,8 @@ from importlib import metadata
 STACK = ("scimult-hf", "torch", "transformers", "sentence-transformers", "tokenizers", "safetensors",
          "huggingface-hub", "datasets", "accelerate", "kernels", "evaluate", "onnxruntime", "numpy")
 
-__all__ = ["STACK", "environment_line", "environment_record", "environment_report", "machine", "metadata_version", "stack_versions"]
+__all__ = ["STACK", "environment_line", "environment_record", "environment_report", "machine", "metadata_version",
+           "peak_rss_mib", "stack_versions"]
 
 
 def metadata_version(name: str) -> str | None:
@@ -73,3 +74,20 @@ def environment_report() -> str:
     rows += [(key, str(value)) for key, value in record["machine"].items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"- {k.ljust(width)}  {v}" for k, v in rows) + f"\n- {'executable'.ljust(width)}  {sys.executable}"
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB, for benchmarks: ``VmHWM`` from ``/proc/self/status``. Not
+    ``ru_maxrss`` where ``/proc`` exists: Linux keeps that across ``execve``, so a child started by a large
+    parent would report the parent's size."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import DiskFullError, InputError, OutputError
+from .errors import DiskFullError, InputError, OutputError, json_error_text
 
 logger = logging.getLogger(__name__)
 
@@ -254,3 +254,41 @@ def replace_directory(new: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(new, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------- reading line files
+def text_lines(path: str | os.PathLike, error: type[InputError] = InputError) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a UTF-8 file (gzip-compressed when it ends in ``.gz``); a line that is not UTF-8
+    raises ``error`` naming the file, the line and the byte."""
+    import gzip
+
+    path = Path(path)
+    with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise error(
+                    f"{path}, line {lineno}: not UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1}). "
+                    "Save the file as UTF-8."
+                ) from None
+
+
+def json_lines(path: str | os.PathLike, error: type[InputError] = InputError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of every non-blank line of a JSON-lines file (``.gz`` too); a missing file, or a
+    line that is not UTF-8, not JSON or not a JSON object, raises ``error`` naming the file and the line."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: file not found.")
+    for lineno, line in text_lines(path, error):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise error(f"{path}, line {lineno}: not valid JSON ({json_error_text(e)}).") from None
+        if not isinstance(row, dict):
+            raise error(f"{path}, line {lineno}: expected a JSON object per line, got {type(row).__name__}.")
+        yield lineno, row

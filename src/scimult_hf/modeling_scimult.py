@@ -255,6 +255,11 @@ class SciMultEncoder(nn.Module):
         return hidden_states, all_hidden_states
 
 
+def unreadable_weights(path, err: Exception) -> str:
+    """The message for a weights file that safetensors cannot read (truncated or corrupt)."""
+    return f"The weights file of {path} cannot be read ({err}): it is truncated or corrupt. Download or save the model again."
+
+
 class SciMultPreTrainedModel(PreTrainedModel):
     config: SciMultConfig
     config_class = SciMultConfig
@@ -288,12 +293,10 @@ class SciMultPreTrainedModel(PreTrainedModel):
                 pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
             )
         except Exception as err:
+            # matched by name: this file imports only torch and transformers (it travels as remote code)
             if type(err).__name__ != "SafetensorError":
                 raise
-            raise SciMultInputError(
-                f"The weights file of {pretrained_model_name_or_path} cannot be read ({err}): it is truncated or "
-                "corrupt. Download or save the model again."
-            ) from None
+            raise SciMultInputError(unreadable_weights(pretrained_model_name_or_path, err)) from None
         problems = {
             kind: sorted(str(k) for k in info.get(kind) or ())
             for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")

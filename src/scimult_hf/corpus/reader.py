@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, json_error_text
+from ..errors import InputError
 from ..text import paper_text
 
 __all__ = ["Columns", "PaperFile", "count_papers", "read_papers"]
@@ -135,42 +135,25 @@ class PaperFile:
                              "own id (search would list two papers under one id). Remove or rename the duplicate.")
 
     def _check_json_lines(self) -> int:
-        import gzip
-        import json
+        from ..io import json_lines
 
         c = self.columns
-        opener = gzip.open if self.path.suffix.lower() == ".gz" else open
         seen: dict[str, int] = {}
         count, has_abstract = 0, bool(c.text)
-        with opener(self.path, "rb") as f:
-            for number, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise InputError(f"{self.path}, line {number}: not UTF-8 (byte {err.start}); save the file as "
-                                     "UTF-8.") from None
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise InputError(f"{self.path}, line {number}: not valid JSON ({json_error_text(err)}).") from None
-                if not isinstance(row, dict):
-                    raise InputError(f"{self.path}, line {number}: a paper is a JSON object, not a "
-                                     f"{type(row).__name__}.")
-                if count == 0:
-                    self._check_columns(list(row), abstract=False)
-                has_abstract = has_abstract or c.abstract in row
-                pid = row.get(c.id)
-                if pid is None or str(pid).strip() == "":
-                    raise InputError(f"{self.path}, line {number}: no id in column {c.id!r}.")
-                self._check_text_types(row, f"line {number} (id {pid})")
-                text = row.get(c.text) if c.text else (row.get(c.title) or row.get(c.abstract))
-                if not text or not str(text).strip():
-                    what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
-                    raise InputError(f"{self.path}, line {number} (id {pid}): no text in {what}.")
-                count += 1
-                self._check_unique(str(pid), number, seen, "line")
+        for number, row in json_lines(self.path):
+            if count == 0:
+                self._check_columns(list(row), abstract=False)
+            has_abstract = has_abstract or c.abstract in row
+            pid = row.get(c.id)
+            if pid is None or str(pid).strip() == "":
+                raise InputError(f"{self.path}, line {number}: no id in column {c.id!r}.")
+            self._check_text_types(row, f"line {number} (id {pid})")
+            text = row.get(c.text) if c.text else (row.get(c.title) or row.get(c.abstract))
+            if not text or not str(text).strip():
+                what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
+                raise InputError(f"{self.path}, line {number} (id {pid}): no text in {what}.")
+            count += 1
+            self._check_unique(str(pid), number, seen, "line")
         if count == 0:
             raise InputError(f"{self.path} holds no papers.")
         if not has_abstract:

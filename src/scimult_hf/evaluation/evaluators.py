@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,17 @@ __all__ = [
     "evaluate_task",
     "evaluation_kind",
 ]
+
+
+@contextmanager
+def _timed(timings: dict[str, float], key: str):
+    """Seconds spent in the block, recorded as ``timings[key]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = time.perf_counter() - start
+
 
 def _make_cache(cache_dir, cache: EmbeddingCache | None) -> EmbeddingCache | None:
     if cache is not None:
@@ -164,12 +176,11 @@ def evaluate_retrieval(
 
     query_ids = list(data.queries["id"])
     doc_ids_all = list(data.corpus["id"])
-    t0 = time.perf_counter()
-    q_emb = encode_texts(
-        st, data.queries["text"], task, role="query", prompt_name=prompt_name, batch_size=batch_size,
-        show_progress_bar=show_progress_bar, cache=cache, ids=query_ids, desc=f"{data.name} queries",
-    )
-    timings["encode_queries_s"] = time.perf_counter() - t0
+    with _timed(timings, "encode_queries_s"):
+        q_emb = encode_texts(
+            st, data.queries["text"], task, role="query", prompt_name=prompt_name, batch_size=batch_size,
+            show_progress_bar=show_progress_bar, cache=cache, ids=query_ids, desc=f"{data.name} queries",
+        )
 
     if reranking:
         missing = [q for q in query_ids if q not in candidates]
@@ -182,12 +193,11 @@ def evaluate_retrieval(
             raise InputError(f"{len(unknown)} candidate documents are not in the corpus, e.g. {unknown[:3]}.")
         texts_all = data.corpus["text"]
         doc_texts = [texts_all[position[d]] for d in needed]
-        t0 = time.perf_counter()
-        d_emb = encode_texts(
-            st, doc_texts, task, role="document", prompt_name=prompt_name, batch_size=batch_size,
-            show_progress_bar=show_progress_bar, cache=cache, ids=needed, desc=f"{data.name} candidates",
-        )
-        timings["encode_corpus_s"] = time.perf_counter() - t0
+        with _timed(timings, "encode_corpus_s"):
+            d_emb = encode_texts(
+                st, doc_texts, task, role="document", prompt_name=prompt_name, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, cache=cache, ids=needed, desc=f"{data.name} candidates",
+            )
         q_emb, d_emb = _prepare(q_emb, similarity), _prepare(d_emb, similarity)
         row = {d: i for i, d in enumerate(needed)}
         run = {}
@@ -199,23 +209,21 @@ def evaluate_retrieval(
         num_docs = len(needed)
         effective_k = None
     else:
-        t0 = time.perf_counter()
-        d_emb = encode_texts(
-            st, data.corpus["text"], task, role="document", prompt_name=prompt_name, batch_size=batch_size,
-            show_progress_bar=show_progress_bar, cache=cache, ids=doc_ids_all, desc=f"{data.name} corpus",
-        )
-        timings["encode_corpus_s"] = time.perf_counter() - t0
+        with _timed(timings, "encode_corpus_s"):
+            d_emb = encode_texts(
+                st, data.corpus["text"], task, role="document", prompt_name=prompt_name, batch_size=batch_size,
+                show_progress_bar=show_progress_bar, cache=cache, ids=doc_ids_all, desc=f"{data.name} corpus",
+            )
         q_emb, d_emb = _prepare(q_emb, similarity), _prepare(d_emb, similarity)
         if top_k is None:
             top_k = _max_cutoff(metrics) or 1000
         effective_k = min(top_k, len(doc_ids_all))
         fetch = min(effective_k + (1 if ignore_identical_ids else 0), len(doc_ids_all))
-        t0 = time.perf_counter()
-        if use_faiss:
-            scores, idx = faiss_topk(q_emb, d_emb, fetch)
-        else:
-            scores, idx = exact_topk(q_emb, d_emb, fetch, chunk_size=chunk_size, show_progress_bar=bool(show_progress_bar))
-        timings["search_s"] = time.perf_counter() - t0
+        with _timed(timings, "search_s"):
+            if use_faiss:
+                scores, idx = faiss_topk(q_emb, d_emb, fetch)
+            else:
+                scores, idx = exact_topk(q_emb, d_emb, fetch, chunk_size=chunk_size, show_progress_bar=bool(show_progress_bar))
         run = topk_to_run(query_ids, doc_ids_all, scores, idx, ignore_identical_ids=ignore_identical_ids, k=effective_k)
         search = "faiss" if use_faiss else "exact"
         num_docs = len(doc_ids_all)
@@ -278,31 +286,29 @@ def evaluate_classification(
 
     paper_ids = list(data.papers["id"])
     label_ids = list(data.labels["id"])
-    t0 = time.perf_counter()
-    p_emb = encode_texts(
-        st, data.papers["text"], task, prompt_name=prompt_name, batch_size=batch_size,
-        show_progress_bar=show_progress_bar, cache=cache, ids=paper_ids, desc=f"{data.name} papers",
-    )
-    l_emb = encode_texts(
-        st, data.labels["text"], task, prompt_name=prompt_name, batch_size=batch_size,
-        show_progress_bar=False, cache=cache, ids=label_ids, desc=f"{data.name} labels",
-    )
-    timings["encode_s"] = time.perf_counter() - t0
+    with _timed(timings, "encode_s"):
+        p_emb = encode_texts(
+            st, data.papers["text"], task, prompt_name=prompt_name, batch_size=batch_size,
+            show_progress_bar=show_progress_bar, cache=cache, ids=paper_ids, desc=f"{data.name} papers",
+        )
+        l_emb = encode_texts(
+            st, data.labels["text"], task, prompt_name=prompt_name, batch_size=batch_size,
+            show_progress_bar=False, cache=cache, ids=label_ids, desc=f"{data.name} labels",
+        )
     p_emb, l_emb = _prepare(p_emb, similarity), _prepare(l_emb, similarity)
     gold = data.papers["labels"]
-    t0 = time.perf_counter()
-    if data.multi_label:
-        ks = capped_k_values(k_values, len(label_ids))
-        scores, idx = exact_topk(p_emb, l_emb, max(ks), chunk_size=chunk_size)
-        run = topk_to_run(paper_ids, label_ids, scores, idx)
-        metrics = multi_label_metrics(run, dict(zip(paper_ids, gold)), ks, num_labels=len(label_ids))
-        form, main = "multi_label", f"ndcg@{ks[0]}"
-    else:
-        _, idx = exact_topk(p_emb, l_emb, 1, chunk_size=chunk_size)
-        predicted = [label_ids[i] for i in idx[:, 0].tolist()]
-        metrics = single_label_metrics([g[0] for g in gold], predicted)
-        form, main = "single_label", "micro_f1"
-    timings["score_s"] = time.perf_counter() - t0
+    with _timed(timings, "score_s"):
+        if data.multi_label:
+            ks = capped_k_values(k_values, len(label_ids))
+            scores, idx = exact_topk(p_emb, l_emb, max(ks), chunk_size=chunk_size)
+            run = topk_to_run(paper_ids, label_ids, scores, idx)
+            metrics = multi_label_metrics(run, dict(zip(paper_ids, gold)), ks, num_labels=len(label_ids))
+            form, main = "multi_label", f"ndcg@{ks[0]}"
+        else:
+            _, idx = exact_topk(p_emb, l_emb, 1, chunk_size=chunk_size)
+            predicted = [label_ids[i] for i in idx[:, 0].tolist()]
+            metrics = single_label_metrics([g[0] for g in gold], predicted)
+            form, main = "single_label", "micro_f1"
     result = _base_result(model, st, task, expert, data.name, data.split, form, prompt_name, similarity, model_name)
     result.update(
         metrics=metrics,

@@ -12,12 +12,13 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
 from transformers import PreTrainedTokenizerBase
 
 from ..defaults import looks_like_hub_id
 from ..errors import InputError
 from ..io import atomic_directory
-from ..modeling_scimult import SciMultModel
+from ..modeling_scimult import SciMultModel, unreadable_weights
 
 #: The long-standing class paths of the stock modules, which sentence-transformers 2.x to 6.x, TEI and infinity all
 #: read (sentence-transformers 6 writes ``sentence_transformers.base.modules.*`` paths that only it knows).
@@ -251,10 +252,5 @@ def load_sentence_transformer(path: str | os.PathLike, **kwargs):
     path = local_or_hub_id(path)
     try:
         return SentenceTransformer(path, **kwargs)
-    except Exception as err:
-        if type(err).__name__ != "SafetensorError":
-            raise
-        raise InputError(
-            f"The weights file of {path} cannot be read ({err}): it is truncated or corrupt. Download or save the "
-            "model again."
-        ) from None
+    except SafetensorError as err:  # a per-task export is plain BERT: SciMultModel's own check does not run
+        raise InputError(unreadable_weights(path, err)) from None

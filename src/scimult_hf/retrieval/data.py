@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, json_error_text
+from ..io import json_lines, text_lines
 from ..text import label_text, paper_text
 
 __all__ = [
@@ -101,41 +102,10 @@ class ClassificationData:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a UTF-8 file; a line that is not UTF-8 raises DataFormatError naming it."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                yield lineno, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: not UTF-8 (byte {raw[e.start:e.start + 1]!r} at column {e.start + 1}). "
-                    "Save the file as UTF-8."
-                ) from None
-
-
 def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(line number, fields) of a UTF-8 tab-separated file."""
-    for lineno, line in _text_lines(path):
+    for lineno, line in text_lines(path, DataFormatError):
         yield lineno, line.rstrip("\r\n").split("\t")
-
-
-def _iter_json_lines(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for every non-blank line; a bad line raises DataFormatError."""
-    if not path.is_file():
-        raise DataFormatError(f"{path}: file not found.")
-    for lineno, line in _text_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{path}, line {lineno}: not valid JSON ({json_error_text(e)}).") from None
-        if not isinstance(row, dict):
-            raise DataFormatError(
-                f"{path}, line {lineno}: expected a JSON object per line, got {type(row).__name__}."
-            )
-        yield lineno, row
 
 
 def _field(row: dict, name: str, path: Path, lineno: int, *, required: bool = True, kind: str = "str"):
@@ -246,7 +216,7 @@ def _relevance(score: str, path: Path, lineno: int) -> int:
 
 def _read_corpus(path: Path) -> dict[str, list]:
     ids, texts, seen = [], [], {}
-    for lineno, row in _iter_json_lines(path):
+    for lineno, row in json_lines(path, DataFormatError):
         doc_id = _field(row, "_id", path, lineno, kind="id")
         title = _field(row, "title", path, lineno, required=False)
         text = _field(row, "text", path, lineno, required=title is None)
@@ -292,7 +262,7 @@ def load_beir(folder: str | os.PathLike, split: str = "test") -> RetrievalData:
 
     queries_path = folder / "queries.jsonl"
     q_ids, q_texts, seen = [], [], {}
-    for lineno, row in _iter_json_lines(queries_path):
+    for lineno, row in json_lines(queries_path, DataFormatError):
         qid = _field(row, "_id", queries_path, lineno, kind="id")
         _check_unique(seen, qid, queries_path, lineno, "query _id")
         if qid in qrels:
@@ -381,7 +351,7 @@ def load_labels(path: str | os.PathLike) -> list[dict]:
     ``text`` is the label's model input (:func:`~scimult_hf.text.label_text`). Ids must be unique."""
     path = Path(path)
     labels, seen = [], {}
-    for lineno, row in _iter_json_lines(path):
+    for lineno, row in json_lines(path, DataFormatError):
         lid = _field(row, "id", path, lineno, kind="id")
         name = _field(row, "name", path, lineno)
         if not name.strip():
@@ -412,7 +382,7 @@ def load_classification(
 
     papers_path = _classification_file(folder, split)
     ids, texts, labels, seen = [], [], [], {}
-    for lineno, row in _iter_json_lines(papers_path):
+    for lineno, row in json_lines(papers_path, DataFormatError):
         pid = _field(row, "id", papers_path, lineno, kind="id")
         title = _field(row, "title", papers_path, lineno)
         abstract = _field(row, "abstract", papers_path, lineno, required=False)

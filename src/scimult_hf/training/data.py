@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import json_lines
 from ..retrieval.data import DataFormatError, detect_layout, load_beir, load_classification
 
 __all__ = ["TaskData", "load_task_data", "pairs_from_beir", "pairs_from_classification", "pairs_from_file"]
@@ -104,9 +105,7 @@ def _file_rows(path: Path):
         for i, row in enumerate(pq.read_table(path).to_pylist(), start=1):
             yield f"row {i}", row
         return
-    from ..retrieval.data import _iter_json_lines
-
-    for lineno, row in _iter_json_lines(path):
+    for lineno, row in json_lines(path, DataFormatError):
         yield f"line {lineno}", row
 
 
