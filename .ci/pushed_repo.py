@@ -25,9 +25,8 @@ TASKS = ("search", "classification")
 def prepare(out: Path) -> None:
     from huggingface_hub import ModelCardData
 
-    from scimult_hf import load_model
+    from scimult_hf import default_model_path, load_model
     from scimult_hf.hub.publish import push_model
-    from scimult_hf.released import default_model_path
     from scimult_hf.text import paper_text
 
     folder = default_model_path()

@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from scimult_hf.released import default_model_path
+    from scimult_hf import default_model_path
 
     model = args.model or str(default_model_path())
     results: dict = {"model": model, "cpus": os.cpu_count()}

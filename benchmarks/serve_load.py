@@ -64,7 +64,7 @@ def post(url: str, body: bytes) -> int:
 def main() -> int:
     import psutil
 
-    from scimult_hf.released import default_model_path
+    from scimult_hf import default_model_path
     from scimult_hf.sample import sample_papers
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

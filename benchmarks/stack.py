@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from scimult_hf import load_model
+from scimult_hf import default_model_path, load_model
 from scimult_hf.convert import convert_checkpoint
 from scimult_hf.environment import environment_line, environment_record
 from scimult_hf.io import atomic_write_text
-from scimult_hf.released import default_model_path
 from scimult_hf.text import paper_texts
 
 ROOT = Path(__file__).resolve().parents[1]

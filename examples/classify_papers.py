@@ -10,10 +10,10 @@ import json
 import sys
 import tempfile
 
+from scimult_hf import default_model_path
 from scimult_hf.corpus import Collection, encode_corpus
 from scimult_hf.corpus.commands import classify_papers
 from scimult_hf.corpus.display import shorten, table
-from scimult_hf.released import default_model_path
 from scimult_hf.sample import sample_labels, sample_papers
 
 papers, labels = (sys.argv[1], sys.argv[2]) if len(sys.argv) > 2 else (sample_papers(), sample_labels())

@@ -11,7 +11,7 @@ import sys
 
 from langchain_huggingface import HuggingFaceEmbeddings
 
-from scimult_hf.released import default_model_path
+from scimult_hf import default_model_path
 
 model = sys.argv[1] if len(sys.argv) > 1 else str(default_model_path())
 embeddings = HuggingFaceEmbeddings(

@@ -13,10 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from scimult_hf import default_model_path
 from scimult_hf.corpus import Collection, encode_corpus
 from scimult_hf.corpus.commands import recommend_citations
 from scimult_hf.corpus.display import shorten, table
-from scimult_hf.released import default_model_path
 from scimult_hf.retrieval import load_beir
 from scimult_hf.sample import sample_papers
 

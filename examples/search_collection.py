@@ -9,10 +9,10 @@ goes to a temporary folder unless --index names one (a second run with the same 
 import argparse
 import tempfile
 
+from scimult_hf import default_model_path
 from scimult_hf.corpus import Collection, encode_corpus
 from scimult_hf.corpus.commands import search_papers
 from scimult_hf.corpus.display import shorten, table
-from scimult_hf.released import default_model_path
 from scimult_hf.sample import sample_papers
 
 parser = argparse.ArgumentParser()

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from scimult_hf import load_sentence_transformer, paper_text
+from scimult_hf import default_model_path, load_sentence_transformer, paper_text
 from scimult_hf.corpus.display import table
-from scimult_hf.released import default_model_path
 from scimult_hf.sample import sample_labels, sample_papers
 from scimult_hf.training import TrainConfig, load_task_data, train
 

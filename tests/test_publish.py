@@ -258,7 +258,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures is absent")
 def test_release_command_converts_evaluates_cards_and_pushes(tmp_path):
-    from scimult_hf.release import release_models
+    from scimult_hf.hub.release import release_models
 
     ckpts = tmp_path / "ckpts"
     ckpts.mkdir()
@@ -325,8 +325,8 @@ def test_card_metadata_the_hub_would_refuse_is_refused_first(model_folder, tmp_p
 
 
 def test_a_trained_card_names_a_hub_id_and_the_base_models_license():
+    from scimult_hf import default_model_path
     from scimult_hf.hub.cards import check_card_metadata, model_reference, trained_model_card
-    from scimult_hf.released import default_model_path
 
     base = model_reference(default_model_path())
     assert base == "sentence-transformers/all-MiniLM-L6-v2"

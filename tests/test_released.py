@@ -39,6 +39,7 @@ pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"golden fixtures 
 def hub(tmp_path, monkeypatch):
     """The local endpoint, with huggingface_hub pointed at it (online) and empty caches."""
     from scimult_hf import released
+    from scimult_hf.convert import fetch
 
     with LocalHub(released_files()) as server:
         monkeypatch.setattr(constants, "ENDPOINT", server.url)
@@ -47,7 +48,7 @@ def hub(tmp_path, monkeypatch):
         monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
         monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path / "cache"))
         monkeypatch.setattr(released, "RELEASED", pinned_to_fixtures())
-        monkeypatch.setattr(released, "_METADATA", {})
+        monkeypatch.setattr(fetch, "_METADATA", {})
         yield server
 
 
@@ -88,13 +89,14 @@ def test_name_fetches_converts_and_embeds_like_the_original(hub, name, capsys):
 
 
 def test_second_call_uses_the_folder_without_network(hub, monkeypatch):
-    from scimult_hf import released
+    from scimult_hf import resolve
+    from scimult_hf.convert import fetch
 
-    first = released.resolve_model_path("scimult-moe")
+    first = resolve.resolve_model_path("scimult-moe")
     seen = len(hub.requests)
-    monkeypatch.setattr(released, "fetch_released", None)  # any attempt to fetch again would fail
+    monkeypatch.setattr(fetch, "fetch_released", None)  # any attempt to fetch again would fail
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert released.resolve_model_path("scimult-moe") == first
+    assert resolve.resolve_model_path("scimult-moe") == first
     assert len(hub.requests) == seen
 
 
@@ -162,11 +164,12 @@ def test_interrupted_partial_download_resumes(hub, tmp_path, monkeypatch):
 
 def test_wrong_sha256_is_refused_before_downloading(hub, tmp_path, monkeypatch):
     from scimult_hf import released
+    from scimult_hf.convert import fetch
 
     wrong = dataclasses.replace(released.RELEASED["scimult-moe"], sha256="0" * 64)
     monkeypatch.setitem(released.RELEASED, "scimult-moe", wrong)
-    with pytest.raises(released.ReleasedModelError) as err:
-        released.fetch_released("scimult-moe")
+    with pytest.raises(fetch.ReleasedModelError) as err:
+        fetch.fetch_released("scimult-moe")
     served = sha256_of(FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt")
     assert "0" * 64 in str(err.value) and served in str(err.value) and "Nothing was downloaded" in str(err.value)
     assert [r for r in hub.requests if r[0] == "GET"] == []  # only the metadata was asked for
@@ -174,7 +177,7 @@ def test_wrong_sha256_is_refused_before_downloading(hub, tmp_path, monkeypatch):
 
 
 def test_full_download_checks_the_whole_file(hub, tmp_path):
-    from scimult_hf.released import fetch_released
+    from scimult_hf.convert.fetch import fetch_released
 
     hub.serve(base_model_files("scimult_vanilla_s3"))
     folder = fetch_released("scimult-vanilla", full=True)
@@ -187,12 +190,12 @@ def test_a_server_that_ignores_ranges_sends_the_file_once(hub, monkeypatch, capl
     """Asked for a range, this server sends the whole file (200): the fetch notices at its first request and
     downloads the file once (checked against its sha256), not once per 64 KiB chunk."""
     from scimult_hf.convert import partial
-    from scimult_hf.released import fetch_released
+    from scimult_hf.convert.fetch import fetch_released
 
     monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
     hub.ignore_range = True
     size = (FIXTURES / "scimult_moe_attn_s1" / "checkpoint.ckpt").stat().st_size
-    with caplog.at_level("WARNING", logger="scimult_hf.released"):
+    with caplog.at_level("WARNING", logger="scimult_hf.convert.fetch"):
         folder = fetch_released("scimult-moe")
     assert json.loads((folder / "conversion.json").read_text())["source_sha256"] == pinned_to_fixtures()["scimult-moe"].sha256
     assert "ignores HTTP Range requests" in caplog.text
@@ -203,7 +206,7 @@ def test_a_server_that_ignores_ranges_sends_the_file_once(hub, monkeypatch, capl
 
 def test_dropped_connections_are_retried_and_the_fetch_completes(hub, monkeypatch):
     from scimult_hf.convert import partial
-    from scimult_hf.released import fetch_released
+    from scimult_hf.convert.fetch import fetch_released
 
     monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
     hub.drops["scimult_moe.ckpt"] = 3  # three bodies cut off half way, then the server behaves
@@ -243,22 +246,23 @@ def test_a_bad_record_is_fetched_again_alone(hub, tmp_path, monkeypatch):
 
 
 def test_a_cached_folder_from_another_file_is_not_used(hub):
-    from scimult_hf import released
+    from scimult_hf import resolve
+    from scimult_hf.convert import fetch
 
-    folder = released.fetch_released("scimult-moe")
+    folder = fetch.fetch_released("scimult-moe")
     record = json.loads((folder / "conversion.json").read_text())
     (folder / "conversion.json").write_text(json.dumps({**record, "source_sha256": "f" * 64}))
-    with pytest.raises(released.ReleasedModelError, match="scimult-hf fetch scimult-moe --overwrite") as err:
-        released.resolve_model_path("scimult-moe")
+    with pytest.raises(fetch.ReleasedModelError, match="scimult-hf fetch scimult-moe --overwrite") as err:
+        resolve.resolve_model_path("scimult-moe")
     assert "f" * 64 in str(err.value)
     seen = len(hub.requests)
-    assert released.fetch_released("scimult-moe", overwrite=True) == folder  # the way out it names works
+    assert fetch.fetch_released("scimult-moe", overwrite=True) == folder  # the way out it names works
     assert json.loads((folder / "conversion.json").read_text())["source_sha256"] == record["source_sha256"]
     assert len(hub.requests) > seen
 
 
 TWO_AT_ONCE = """
-import scimult_hf.released as r
+import scimult_hf.convert.fetch as r
 print("folder:", r.fetch_released("scimult-moe"))
 """
 
@@ -283,7 +287,8 @@ def test_processes_that_start_at_once_download_once(hub, tmp_path):
 def test_full_download_refuses_bytes_that_are_not_the_release(hub, tmp_path):
     """The Hub's metadata matches the pin but the bytes it sends do not (a corrupted mirror): the whole file's
     sha256, computed after the download, refuses it and nothing is converted."""
-    from scimult_hf.released import ReleasedModelError, fetch_released, released_folder
+    from scimult_hf.convert.fetch import ReleasedModelError, fetch_released
+    from scimult_hf.released import released_folder
 
     hub.serve(base_model_files("scimult_vanilla_s3"))
     key = ("yuz9yuz/SciMult", "scimult_vanilla.ckpt")
@@ -299,7 +304,7 @@ def test_full_download_refuses_bytes_that_are_not_the_release(hub, tmp_path):
 
 
 def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
-    from scimult_hf.released import ReleasedModelError, fetch_released
+    from scimult_hf.convert.fetch import ReleasedModelError, fetch_released
 
     monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -312,7 +317,7 @@ def test_offline_without_a_folder_says_what_to_run(tmp_path, monkeypatch):
 
 
 def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
-    from scimult_hf.released import ReleasedModelError, fetch_released
+    from scimult_hf.convert.fetch import ReleasedModelError, fetch_released
 
     del hub.files[(TOKENIZER_REPO, "vocab.txt")]
     with pytest.raises(ReleasedModelError, match=f"hf download {TOKENIZER_REPO} config.json vocab.txt"):
@@ -321,7 +326,7 @@ def test_missing_tokenizer_names_what_to_fetch(hub, monkeypatch):
 
 KILL_DURING_CONVERSION = """
 import os, signal
-import scimult_hf.released as r
+import scimult_hf.convert.fetch as r
 from scimult_hf.convert import writer
 real = writer._write_folder
 def write_then_die(folder, *args, **kwargs):
@@ -333,7 +338,8 @@ r.fetch_released("scimult-moe")
 
 
 def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, tmp_path):
-    from scimult_hf.released import fetch_released, released_folder
+    from scimult_hf.convert.fetch import fetch_released
+    from scimult_hf.released import released_folder
 
     code = pinning_preamble() + KILL_DURING_CONVERSION
     proc = run_python(code, env=online_env(hub, tmp_path), timeout=300)
@@ -347,7 +353,7 @@ def test_kill_during_conversion_leaves_nothing_and_the_next_call_completes(hub, 
 
 # ---------------------------------------------------------------------------------------------- default model
 def test_default_is_scimult_moe_when_the_hub_answers(hub):
-    from scimult_hf.released import resolve_default_model
+    from scimult_hf.resolve import resolve_default_model
 
     model, line = resolve_default_model()
     assert model == "scimult-moe"
@@ -356,7 +362,8 @@ def test_default_is_scimult_moe_when_the_hub_answers(hub):
 
 
 def test_default_asks_the_hub_once_and_the_fetch_reuses_the_answer(hub):
-    from scimult_hf.released import fetch_released, resolve_default_model
+    from scimult_hf.convert.fetch import fetch_released
+    from scimult_hf.resolve import resolve_default_model
 
     model, _ = resolve_default_model()
     fetch_released(model)
@@ -369,19 +376,20 @@ def test_default_is_not_a_release_whose_file_is_not_the_pinned_one(hub, monkeypa
     instead of promising a download that the pin check will refuse."""
     import dataclasses
 
-    from scimult_hf import released
+    from scimult_hf import released, resolve
 
     other = dataclasses.replace(released.RELEASED["scimult-moe"], size=released.RELEASED["scimult-moe"].size + 1)
     monkeypatch.setitem(released.RELEASED, "scimult-moe", other)
-    monkeypatch.setattr(released, "default_model_path", lambda: tmp_path / "minilm")
-    model, line = released.resolve_default_model()
+    monkeypatch.setattr(resolve, "default_model_path", lambda: tmp_path / "minilm")
+    model, line = resolve.resolve_default_model()
     assert model == str(tmp_path / "minilm")
     assert "is not the pinned release" in line and "first use downloads" not in line
     assert [r[0] for r in hub.requests] == ["HEAD"]
 
 
 def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
-    from scimult_hf.released import fetch_released, resolve_default_model
+    from scimult_hf.convert.fetch import fetch_released
+    from scimult_hf.resolve import resolve_default_model
 
     folder = fetch_released("scimult-moe")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -392,16 +400,16 @@ def test_default_uses_the_cached_folder_without_network(hub, monkeypatch):
 
 @pytest.mark.parametrize("how", ["offline", "unreachable"])
 def test_default_falls_back_with_the_reason_and_the_command(tmp_path, monkeypatch, how):
-    from scimult_hf import released
+    from scimult_hf import resolve
 
     monkeypatch.setenv("SCIMULT_HF_CACHE", str(tmp_path))
-    monkeypatch.setattr(released, "default_model_path", lambda: tmp_path / "minilm")
+    monkeypatch.setattr(resolve, "default_model_path", lambda: tmp_path / "minilm")
     if how == "offline":
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     else:  # nothing listens on the endpoint
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", "http://127.0.0.1:9/{repo_id}/resolve/{revision}/{filename}")
-    model, line = released.resolve_default_model(timeout=2)
+    model, line = resolve.resolve_default_model(timeout=2)
     assert model == str(tmp_path / "minilm")
     assert ("HF_HUB_OFFLINE is set" if how == "offline" else "the Hub did not answer for yuz9yuz/SciMult") in line
     assert "scimult-hf fetch scimult-moe" in line and "scimult-hf/" not in line

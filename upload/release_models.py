@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from scimult_hf.release import release_models
+from scimult_hf.hub.release import release_models
 
 CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 

@@ -42,7 +42,7 @@ def _upcycle(args) -> int:
 
 
 def _export(args) -> int:
-    from .released import resolve_model_path
+    from .resolve import resolve_model_path
 
     model = resolve_model_path(args.model)
     if args.onnx:
@@ -73,7 +73,8 @@ def _register_env(sub) -> None:
 
 
 def _fetch(args) -> int:
-    from .released import RELEASED, fetch_released
+    from .convert.fetch import fetch_released
+    from .released import RELEASED
 
     for name in args.names:
         if name not in RELEASED:

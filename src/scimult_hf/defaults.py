@@ -1,6 +1,6 @@
 """The package's constants and leaf helpers: the default models' names, the cache folder, Hub-id syntax, model
 stamps. It imports nothing of the package (the choice of the default model, which fetches and upcycles, lives
-in :mod:`scimult_hf.released`: :func:`~scimult_hf.released.resolve_default_model`)."""
+in :mod:`scimult_hf.resolve`: :func:`~scimult_hf.resolve.resolve_default_model`)."""
 
 from __future__ import annotations
 

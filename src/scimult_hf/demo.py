@@ -93,14 +93,10 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
 
     from .models.folder import load_sentence_transformer
     from .models.tasks import identical_experts
-    from .released import resolve_default_model, resolve_model_path
+    from .resolve import resolve_model
 
-    if model is None:
-        model, line = resolve_default_model()
-        print(line, file=sys.stderr)
-    else:
-        print(f"model: {model}", file=sys.stderr)
-    model = resolve_model_path(model)
+    model, line = resolve_model(model)
+    print(line, file=sys.stderr)
     st = load_sentence_transformer(model)
     inner = getattr(st[0], "model", None)
     if inner is not None and hasattr(inner.config, "tasks") and len(set(identical_experts(inner).values())) == 1:

@@ -8,6 +8,8 @@ The original files are ``torch.save`` pickles of the training state of github.co
   memory-mapped loader; never a full unpickle;
 * :mod:`.mapping` - one shared encoder, original key names to SciMult's, the config;
 * :mod:`.writer` - tokenizer / base config resolution and the atomic folder writer;
+* :mod:`.partial` and :mod:`.fetch` - the released files by name: only the model tensors fetched (HTTP
+  ranges), checked, converted once (a file lock among processes);
 * :mod:`.cli` - ``scimult-hf convert``.
 
 Python::
@@ -23,6 +25,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
     __name__,
     submod_attrs={
         'checkpoint': ['ALLOWED_GLOBALS', 'BaseModelError', 'CheckpointError', 'load_original_checkpoint', 'plain'],
+        'fetch': ['ReleasedModelError', 'fetch_released'],
         'mapping': ['ConversionReport', 'check_state', 'config_from_checkpoint', 'expert_layers_for'],
         'writer': ['MAX_LENGTH', 'RENAMED_BASE_MODEL', 'convert_checkpoint', 'resolve_tokenizer'],
     },

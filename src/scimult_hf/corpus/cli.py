@@ -13,15 +13,12 @@ _TASKS_HELP = "search, link_prediction, classification"
 def _model(args) -> str:
     """``--model`` (a released name becomes its converted folder, fetched on first use), or the default model
     with one line (on stderr) saying which and why."""
-    from ..released import resolve_model_path
+    from ..resolve import resolve_model
 
-    if args.model:
-        return resolve_model_path(args.model)
-    from ..released import resolve_default_model
-
-    model, line = resolve_default_model()
-    print(line, file=sys.stderr)
-    return resolve_model_path(model)
+    resolved = resolve_model(args.model)
+    if not args.model:
+        print(resolved.line, file=sys.stderr)
+    return resolved.path
 
 
 def _encode(args) -> int:

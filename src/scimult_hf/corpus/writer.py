@@ -123,7 +123,7 @@ def encode_corpus(
     from accelerate import PartialState
 
     from ..models.tasks import has_experts, identical_experts, prompt_for
-    from ..released import resolve_model_path
+    from ..resolve import resolve_model_path
     from .encoders import load_encoder, load_sentence_model
 
     model = resolve_model_path(model)

@@ -92,7 +92,7 @@ def read_sentence_transformers_setup(path: str) -> dict:
 def local_or_hub_id(path: str | os.PathLike) -> str:
     """``path`` as given when it is a Hub id (``name`` or ``org/name``) or an existing local path; a local
     path that does not exist raises ``FileNotFoundError`` (rather than a Hub error about repo-id syntax). A
-    released model's name (``scimult-moe``) is resolved before, by :func:`scimult_hf.released.resolve_model_path`
+    released model's name (``scimult-moe``) is resolved before, by :func:`scimult_hf.resolve.resolve_model_path`
     (the commands and :func:`scimult_hf.load_model` do it)."""
     path = os.path.expanduser(os.fspath(path))
     if not os.path.exists(path) and not looks_like_hub_id(path):

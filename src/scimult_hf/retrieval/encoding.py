@@ -41,7 +41,7 @@ def resolve_model(model, device: str | None = None):
         return model
     if isinstance(model, (str, os.PathLike)):
         from ..models.folder import load_sentence_transformer
-        from ..released import resolve_model_path
+        from ..resolve import resolve_model_path
 
         kwargs = {"device": check_device(device)} if device else {}
         return load_sentence_transformer(resolve_model_path(model), **kwargs)

@@ -8,7 +8,7 @@ __all__ = ["register_serve"]
 
 
 def run_serve(args) -> int:
-    from ..released import resolve_model_path
+    from ..resolve import resolve_model_path
     from .server import serve
 
     serve(resolve_model_path(args.model), host=args.host, port=args.port, max_inputs=args.max_inputs,

@@ -56,7 +56,7 @@ def _load(args, model_for_mining):
         if not args.negatives:
             return mixture_data(recipe)
         from ..models.folder import load_sentence_transformer
-        from ..released import resolve_model_path
+        from ..resolve import resolve_model_path
 
         st = load_sentence_transformer(resolve_model_path(model_for_mining))
         return mixture_data(recipe, mine=lambda d: mine_hard_negatives(
@@ -69,7 +69,7 @@ def _load(args, model_for_mining):
     data = {task: load_task_data(path, task, args.split) for task, path in args.data}  # all checked first
     if args.negatives:
         from ..models.folder import load_sentence_transformer
-        from ..released import resolve_model_path
+        from ..resolve import resolve_model_path
 
         st = load_sentence_transformer(resolve_model_path(model_for_mining))
         data = {t: mine_hard_negatives(st, d, args.negatives, args.negatives_skip, show_progress_bar=True,
@@ -99,7 +99,7 @@ def run_prepare(args) -> int:
 def run_train(args) -> int:
     from dataclasses import fields
 
-    from ..released import resolve_model_path
+    from ..resolve import resolve_model_path
     from .data import load_task_data
     from .trainer import TrainConfig, train
 

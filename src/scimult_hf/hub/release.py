@@ -27,11 +27,11 @@ def release_models(checkpoints: str | os.PathLike, org: str, work: str | os.Path
     checkpoint found in ``checkpoints``. ``tokenizer`` is one folder / Hub id for all, or one per file name;
     ``data`` maps a task to a data folder to evaluate on. Returns {file name: pushed commit or dry-run folder}.
     """
-    from .convert import convert_checkpoint
-    from .evaluation import evaluate_task
-    from .hub.cards import render_card
-    from .hub.publish import push_model
-    from .released import RELEASED
+    from ..convert import convert_checkpoint
+    from ..evaluation import evaluate_task
+    from ..released import RELEASED
+    from .cards import render_card
+    from .publish import push_model
 
     checkpoints, work, cards = Path(checkpoints), Path(work), Path(cards)
     files = {release.filename: (release.card, release.example_task) for release in RELEASED.values()}
