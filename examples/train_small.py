@@ -11,7 +11,7 @@ study) and search (title -> its abstract). Before and after, on the held-out pap
 * how far the experts moved apart: the mean cosine between the search and the classification experts'
   embeddings of the same papers (1.0 while the experts are copies).
 
-A real run uses `scimult-hf train` with the SciMult data (see the README).
+A real run uses `scimult-hf train` with the SciMult data (see docs/training.md).
 """
 
 import argparse

@@ -70,20 +70,25 @@ def test_examples_run(tmp_path):
 
 
 def readme_python_blocks():
-    """Every ```python block of the README with the line it starts on, unless a skip marker precedes it."""
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    blocks, i = [], 0
-    while i < len(lines):
-        if lines[i].strip() == "```python":
-            start = i
-            i += 1
-            body = []
-            while lines[i].strip() != "```":
-                body.append(lines[i])
+    """Every ```python block of the README and of the documentation pages (``docs/*.md``), once each (the README
+    repeats some of the guides'), with the file and line it starts on, unless a skip marker precedes it."""
+    blocks, seen = [], set()
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        lines = page.read_text(encoding="utf-8").splitlines()
+        i = 0
+        while i < len(lines):
+            if lines[i].strip() == "```python":
+                start = i
                 i += 1
-            if not lines[start - 1].startswith("<!-- readme-test: skip"):
-                blocks.append(pytest.param("\n".join(body), id=f"line-{start + 1}"))
-        i += 1
+                body = []
+                while lines[i].strip() != "```":
+                    body.append(lines[i])
+                    i += 1
+                code = "\n".join(body)
+                if not lines[start - 1].startswith("<!-- readme-test: skip") and code not in seen:
+                    seen.add(code)
+                    blocks.append(pytest.param(code, id=f"{page.stem}-line-{start + 1}"))
+            i += 1
     return blocks
 
 

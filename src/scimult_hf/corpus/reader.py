@@ -5,11 +5,12 @@ Each paper becomes ``{"id", "title", "text"}`` where ``text`` is SciMult's model
 paper without an id or text, an unreadable file and an empty file each stop with one message that names
 the file, the row and the fix.
 
->>> from scimult_hf.sample import sample_papers
->>> papers = read_papers(sample_papers())
->>> first = next(iter(papers))
->>> first["id"], first["text"].split(" [SEP] ")[0][:34]
-('77491955', '[Conservative surgery of renal car')
+Examples:
+    >>> from scimult_hf.sample import sample_papers
+    >>> papers = read_papers(sample_papers())
+    >>> first = next(iter(papers))
+    >>> first["id"], first["text"].split(" [SEP] ")[0][:34]
+    ('77491955', '[Conservative surgery of renal car')
 """
 
 from __future__ import annotations

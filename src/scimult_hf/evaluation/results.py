@@ -5,9 +5,10 @@ README metadata, used by ``ModelCardData(model_name=..., eval_results=[...])``);
 ``EvalResultEntry`` for the newer ``.eval_results/*.yaml`` files, which need a benchmark dataset id on
 the Hub and so do not fit local sets. :func:`to_eval_results` builds ``EvalResult`` entries.
 
->>> r = {"dataset": "scifact", "split": "test", "task": "search", "metrics": {"ndcg@10": 0.648}}
->>> [(e.metric_type, e.metric_value) for e in to_eval_results(r, "m", "SciFact", "scifact", "text-retrieval")]
-[('ndcg_at_10', 0.648)]
+Examples:
+    >>> r = {"dataset": "scifact", "split": "test", "task": "search", "metrics": {"ndcg@10": 0.648}}
+    >>> [(e.metric_type, e.metric_value) for e in to_eval_results(r, "m", "SciFact", "scifact", "text-retrieval")]
+    [('ndcg_at_10', 0.648)]
 """
 
 from __future__ import annotations

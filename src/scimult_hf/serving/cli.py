@@ -32,7 +32,7 @@ def register_serve(sub) -> None:
     p.add_argument("--max-waiting", type=int, default=DEFAULT_MAX_WAITING,
                    help="requests waiting for their turn, each holding its parsed body; more get HTTP 503 with "
                         "Retry-After before their body is read (default: %(default)s, so a burst of 50 clients is "
-                        "served; measured on 2 CPU cores: see the README's Serving section)")
+                        "served; measured on 2 CPU cores: see docs/serving.md)")
     p.add_argument("--max-waiting-bytes", type=int, default=DEFAULT_MAX_WAITING_BYTES,
                    help="request bodies (by Content-Length) that may wait at once; more get 503 with an estimated "
                         "Retry-After (default: %(default)s = 32 MiB: 64 requests of 1 KB, about 6 of 5 MB, which on "

@@ -15,7 +15,7 @@ DEFAULT_MAX_CONCURRENT = 1
 DEFAULT_MAX_WAITING = 64
 #: The bodies (by their Content-Length) that may wait at once: a waiting request holds its parsed body, and a long
 #: line of large requests would wait longer than a client does. 32 MiB: 64 requests of 1 KB, or 6 of 5 MB (on 2
-#: CPU cores a 5 MB request of 256 long abstracts takes tens of seconds). The figures are in the README.
+#: CPU cores a 5 MB request of 256 long abstracts takes tens of seconds). The figures are in docs/serving.md.
 DEFAULT_MAX_WAITING_BYTES = 32 * 2**20
 
 #: How much of a refused body the server reads (and drops) before it answers, so that the client, still sending,

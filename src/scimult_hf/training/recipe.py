@@ -20,9 +20,10 @@ classification pair that many labels of its set that are not the paper's own as 
 such as 873 MeSH descriptors, needs label-side negatives: a batch holds only a few dozen of its labels).
 Hard negatives mined with a model (``--negatives``) replace them.
 
->>> recipe = parse_recipe({"tasks": {"search": [{"data": "scifact", "weight": 2}]}})
->>> recipe["tasks"]["search"][0]["weight"], recipe["label_negatives"]
-(2.0, 0)
+Examples:
+    >>> recipe = parse_recipe({"tasks": {"search": [{"data": "scifact", "weight": 2}]}})
+    >>> recipe["tasks"]["search"][0]["weight"], recipe["label_negatives"]
+    (2.0, 0)
 """
 
 from __future__ import annotations
