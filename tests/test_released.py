@@ -218,6 +218,22 @@ def test_dropped_connections_are_retried_and_the_fetch_completes(hub, monkeypatc
         assert (got - expected).abs().max() < 1e-5
 
 
+def test_a_connection_that_keeps_dropping_ends_in_one_line_and_the_rerun_resumes(hub, monkeypatch, capsys):
+    import time
+
+    from scimult_hf.cli import main
+    from scimult_hf.convert import partial
+
+    monkeypatch.setattr(partial, "_CHUNK", 64 * 1024)
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # the retries' waits (ours and huggingface_hub's)
+    hub.drops["scimult_moe.ckpt"] = 10_000
+    assert main(["fetch", "scimult-moe"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and "run the command again" in err[-1], err[-3:]
+    hub.drops["scimult_moe.ckpt"] = 0
+    assert main(["fetch", "scimult-moe"]) == 0
+
+
 def test_a_bad_record_is_fetched_again_alone(hub, tmp_path, monkeypatch):
     """A record that fails its CRC-32 forgets only its own chunks: the next call fetches those, not the file."""
     from scimult_hf.convert import partial

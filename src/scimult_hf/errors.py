@@ -67,3 +67,9 @@ class OutputError(ScimultError, OSError):
 
 class DiskFullError(ScimultError, OSError):
     """An output could not be written for lack of space; nothing was replaced."""
+
+
+class DownloadError(ScimultError):
+    """A download failed after its retries (a dropped connection, a server that stopped answering); what was
+    fetched is kept, so running the command again resumes. Not an ``OSError``: ``zipfile`` would take one raised
+    while it reads the archive's end for a file that is not a zip."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import released as _released
 from ..defaults import cache_dir
-from ..errors import InputError
+from ..errors import DownloadError, InputError, ScimultError
 from ..released import TOKENIZER_FILES, TOKENIZER_REPO, released_folder
 
 logger = logging.getLogger(__name__)
@@ -180,7 +180,13 @@ def _download_full(name: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     release = _released.RELEASED[name]
-    path = Path(hf_hub_download(release.repo_id, release.filename, revision=release.revision))
+    try:
+        path = Path(hf_hub_download(release.repo_id, release.filename, revision=release.revision))
+    except Exception as err:  # dropped connections, timeouts after huggingface_hub's own retries
+        if isinstance(err, (ScimultError, KeyboardInterrupt)):
+            raise
+        raise DownloadError(f"{name}: downloading {release.repo_id}/{release.filename} failed ({type(err).__name__}: "
+                            f"{err}); run the command again: huggingface_hub resumes the download.") from None
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
     if digest != release.sha256:

@@ -32,6 +32,7 @@ import zlib
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 
+from ..errors import DownloadError
 from ..io import atomic_write_text
 from .checkpoint import (
     _STAND_INS,
@@ -106,8 +107,8 @@ class RangeFile(io.RawIOBase):
                 self.received += len(data)
                 return data
             problem = f"{len(data)} bytes instead of {stop - start}"
-        raise OSError(f"{self.url}: bytes {start}-{stop - 1} failed {self.retries} times (last: {problem}); run the "
-                      "command again: what was already fetched is kept.")
+        raise DownloadError(f"{self.url}: bytes {start}-{stop - 1} failed {self.retries} times (last: {problem}); run "
+                            "the command again: what was already fetched is kept.")
 
     def read(self, n: int = -1) -> bytes:
         stop = self.size if n is None or n < 0 else min(self.size, self.position + n)
