@@ -2,7 +2,7 @@
 
     python benchmarks/train_scaled.py                          # CPU, 2 cores: 150 steps, about 20 min a variant
     python benchmarks/train_scaled.py --device cuda --bf16 --epochs 1 --sampler proportional \\
-        --batch-size 64 --max-seq-length 256                   # a GPU: one full epoch of every pair
+        --batch-size 64 --max-seq-length 256 --seeds 3         # a GPU: one full epoch of every pair, 3 seeds
 
 From all-MiniLM-L6-v2 (the offline default base), every variant trains on the train splits of the six sets of
 ``../shared/data`` with the same batches and steps:
@@ -30,7 +30,9 @@ Variants (``--variants``; ``base`` is always evaluated):
 Every variant gets the same mined hard negative per pair (mined once with the base model through the task's
 expert, cached). The run prints and writes (``--summary``: ``results.json``, ``table.md``, ``train_scaled.png``)
 after each variant, so a run stopped by ``--time-budget`` or a timeout still reports what it finished, and the
-goals of the issue are marked met / not met under the table.
+goals of the issue are marked met / not met under the table. ``--seeds N`` trains each variant N times (the data
+and the mined negatives stay the same): the table shows mean ± sd, and each goal is judged on the lower end of a
+95 % paired bootstrap interval over the test items (each set's queries or papers resampled within the set).
 """
 
 from __future__ import annotations
@@ -85,13 +87,23 @@ def training_data(data_dir: Path, miner, negatives: int, seed: int, max_length: 
     return mixture_data(recipe(data_dir), mine=mine, seed=seed)
 
 
-def train_variant(variant: str, base: Path, data, out: Path, args) -> Path:
-    common = dict(batch_size=args.batch_size, seed=args.seed, bf16=args.bf16, max_seq_length=args.max_seq_length,
+def variant_folder(out: Path, variant: str, seed: int, seeds: int) -> Path:
+    """Where a variant's run goes: ``OUT/VARIANT`` for one seed, ``OUT/VARIANT/seed-N`` for several."""
+    return out / variant if seeds == 1 else out / variant / f"seed-{seed}"
+
+
+def train_variant(variant: str, base: Path, data, out: Path, args, seed: int | None = None,
+                  source: Path | None = None) -> Path:
+    """Train ``variant`` into ``out`` with ``seed`` (default ``--seed``); a ``+wise`` row interpolates the run in
+    ``source`` (default: the trained variant's folder beside ``out``) with its start."""
+    seed = args.seed if seed is None else seed
+    common = dict(batch_size=args.batch_size, seed=seed, bf16=args.bf16, max_seq_length=args.max_seq_length,
                   sampler=args.sampler, epochs=args.epochs, max_steps=args.max_steps)
     if variant == "plain":
         return train_plain(base, data, out, device=args.device, lr=args.lr, **common)
     if variant.endswith("+wise"):
-        return interpolate_with_start(out.parent / variant.removesuffix("+wise"), args.wise, out / "model")
+        source = source or out.parent / variant.removesuffix("+wise")
+        return interpolate_with_start(source, args.wise, out / "model")
     name, _, experts = variant.partition("-")
     config = dict(variant=name, learning_rate=args.lr, logging_steps=20, **common)
     if name == "moe":
@@ -123,14 +135,41 @@ def evaluate(model_dir: Path, data_dir: Path, args, name: str, cache) -> dict[st
         result = evaluate_task(st, task, data_dir / key, split="test", batch_size=args.eval_batch_size, cache=cache,
                                show_progress_bar=False, model_name=name, **extra)
         metric, value = headline(result)
-        out[pretty] = {"metric": metric, "value": value, "metrics": result["metrics"],
+        per_item = {k: round(v, 5) for k, v in result["per_query"][metric].items()}  # for the paired intervals
+        out[pretty] = {"metric": metric, "value": value, "metrics": result["metrics"], "per_query": per_item,
                        "wall_s": round(time.perf_counter() - t0, 1)}
         print(f"[{name}] {pretty}: {metric} = {value:.4f} ({out[pretty]['wall_s']} s)", file=sys.stderr, flush=True)
     return out
 
 
-def goals(table: dict[str, dict[str, float]]) -> list[str]:
-    """The issue's goals, each marked met / not met (or not measured) on this table."""
+def combine_seeds(runs: list[dict[str, dict]]) -> dict[str, dict]:
+    """One variant's results over several seeds: per set, the mean value, each seed's value and their standard
+    deviation, each metric's mean, and each test item's headline score averaged over the seeds."""
+    import statistics
+
+    if len(runs) == 1:
+        return runs[0]
+    out = {}
+    for name, first in runs[0].items():
+        values = [r[name]["value"] for r in runs]
+        items = first.get("per_query") or {}
+        out[name] = {
+            "metric": first["metric"], "value": statistics.fmean(values), "values": values,
+            "sd": statistics.stdev(values),
+            "metrics": {m: statistics.fmean(r[name]["metrics"][m] for r in runs) for m in first["metrics"]},
+            "per_query": {k: round(statistics.fmean(r[name]["per_query"][k] for r in runs), 5) for k in items},
+            "wall_s": round(sum(r[name]["wall_s"] for r in runs), 1),
+        }
+    return out
+
+
+def goals(table: dict[str, dict[str, float]], items: dict[str, dict[str, dict[str, float]]] | None = None) -> list[str]:
+    """The issue's goals, each marked met / not met (or not measured) on this table.
+
+    With ``items`` (variant -> set -> {test item: headline score}, averaged over seeds), each comparison also
+    gets a 95 % paired bootstrap interval over the test items (each set resampled within itself,
+    :func:`scimult_hf.evaluation.metrics.paired_bootstrap`), and a goal is met only when the interval's lower
+    end meets it."""
     mean = {m: sum(row.values()) / len(row) for m, row in table.items()}
     base = table.get("base")
     moes = [m for m in table if m.startswith("moe")]
@@ -142,17 +181,37 @@ def goals(table: dict[str, dict[str, float]]) -> list[str]:
     def mark(ok: bool) -> str:
         return "**met**" if ok else "**not met**"
 
+    def interval(a: str, b: str, sets=None):
+        """The paired interval of ``a - b`` (over ``sets``, default all), or None without items for both."""
+        from scimult_hf.evaluation.metrics import paired_bootstrap
+
+        if not items or a not in items or b not in items:
+            return None
+        sets = sets or list(table[a])
+        if not all(items[a].get(s) and items[b].get(s) for s in sets):
+            return None
+        return paired_bootstrap({s: items[a][s] for s in sets}, {s: items[b][s] for s in sets})
+
+    def judged(gap: float, ci, goal: float) -> str:
+        if ci is None:
+            return f"{gap:+.3f} -> {mark(gap >= goal)}"
+        return f"{gap:+.3f} (95 % CI {ci['low']:+.3f} to {ci['high']:+.3f}) -> {mark(ci['low'] >= goal)}"
+
     for other, margin in (("vanilla", 0.01), ("plain", 0.02)):
         if other in table:
-            gap = mean[best] - mean[other]
-            lines.append(f"beats `{other}` by >= {margin} mean: {gap:+.3f} -> {mark(gap >= margin)}")
+            lines.append(f"beats `{other}` by >= {margin} mean: "
+                         + judged(mean[best] - mean[other], interval(best, other), margin))
         else:
             lines.append(f"beats `{other}` by >= {margin} mean: not measured")
-    worst = min((table[best][s] - base[s], s) for s in base if s != ZERO_SHOT)
-    lines.append(f"no test set more than 0.01 below base: worst {worst[1]} {worst[0]:+.3f} -> {mark(worst[0] >= -0.01)}")
+    trained = [s for s in base if s != ZERO_SHOT]
+    cis = {s: interval(best, "base", [s]) for s in trained}
+    low = {s: (cis[s]["low"] if cis[s] else table[best][s] - base[s]) for s in trained}
+    worst = min(trained, key=low.get)
+    lines.append(f"no test set more than 0.01 below base: worst {worst} "
+                 + judged(table[best][worst] - base[worst], cis[worst], -0.01))
     if ZERO_SHOT in base:
-        gap = table[best][ZERO_SHOT] - base[ZERO_SHOT]
-        lines.append(f"zero-shot within 0.01 of base: {gap:+.3f} -> {mark(gap >= -0.01)}")
+        lines.append("zero-shot within 0.01 of base: "
+                     + judged(table[best][ZERO_SHOT] - base[ZERO_SHOT], interval(best, "base", [ZERO_SHOT]), -0.01))
     return lines
 
 
@@ -167,10 +226,16 @@ def report(results: dict, run: dict, summary: Path) -> str:
              "|---|" + "---:|" * (len(sets) + 1)]
     for model, row in table.items():
         mean = sum(row.values()) / len(row)
-        lines.append(f"| {model} | " + " | ".join(f"{row[s]:.3f}" for s in sets) + f" | {mean:.3f} |")
+        sd = {s: results[model][s].get("sd") for s in sets}
+        lines.append(f"| {model} | " + " | ".join(f"{row[s]:.3f}" + (f" ± {sd[s]:.3f}" if sd[s] is not None else "")
+                                                  for s in sets) + f" | {mean:.3f} |")
     from scimult_hf.environment import environment_line, environment_record
 
-    text = "\n".join(lines + [""] + [f"- {g}" for g in goals(table)] + ["", environment_line()])
+    items = {m: {s: r.get("per_query") for s, r in rs.items()} for m, rs in results.items()}
+    seeds = max(len(r.get("values", [0])) for rs in results.values() for r in rs.values())
+    note = [f"mean ± sd over {seeds} training seeds; intervals: 95 % paired bootstrap over the test items"] if seeds > 1 \
+        else []
+    text = "\n".join(lines + note + [""] + [f"- {g}" for g in goals(table, items)] + ["", environment_line()])
     summary.mkdir(parents=True, exist_ok=True)
     atomic_write_text(summary / "table.md", text + "\n")
     atomic_write_text(summary / "results.json", json.dumps({**run, "results": results, "environment": environment_record()}, indent=2,
@@ -220,6 +285,9 @@ def main() -> int:
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="training seeds per variant (--seed, --seed + 1, ...; "
+                                                             "the data and negatives stay the same): the table "
+                                                             "shows mean ± sd, the goals paired intervals")
     parser.add_argument("--time-budget", type=float, default=None,
                         help="seconds: start no new variant after this (what finished is reported)")
     parser.add_argument("--merge", nargs="+", metavar="RESULTS_JSON",
@@ -266,17 +334,23 @@ def main() -> int:
             run["skipped"].append(variant)
             print(f"[{variant}] skipped: past the time budget", file=sys.stderr, flush=True)
             continue
-        folder = out / variant
-        if folder.exists():
-            shutil.rmtree(folder)
-        t0 = time.perf_counter()
-        model = train_variant(variant, base, data, folder, args)
-        run["timings_s"][variant] = round(time.perf_counter() - t0, 1)
-        trained = folder / "training.json"
-        if trained.is_file():
-            run["steps"][variant] = json.loads(trained.read_text())["global_step"]
-        print(f"[{variant}] trained in {run['timings_s'][variant]} s", file=sys.stderr, flush=True)
-        results[variant] = evaluate(model, data_dir, args, variant, cache)
+        runs, train_s = [], 0.0
+        for seed in range(args.seed, args.seed + args.seeds):
+            folder = variant_folder(out, variant, seed, args.seeds)
+            if folder.exists():
+                shutil.rmtree(folder)
+            source = variant_folder(out, variant.removesuffix("+wise"), seed, args.seeds)
+            t0 = time.perf_counter()
+            model = train_variant(variant, base, data, folder, args, seed=seed, source=source)
+            train_s += time.perf_counter() - t0
+            trained = folder / "training.json"
+            if trained.is_file():
+                run["steps"][variant] = json.loads(trained.read_text())["global_step"]
+            name = variant if args.seeds == 1 else f"{variant} seed {seed}"
+            runs.append(evaluate(model, data_dir, args, name, cache))
+        run["timings_s"][variant] = round(train_s, 1)  # training alone, all seeds
+        print(f"[{variant}] {args.seeds} seed(s) trained in {run['timings_s'][variant]} s", file=sys.stderr, flush=True)
+        results[variant] = combine_seeds(runs)
         run["timings_s"]["total"] = round(time.perf_counter() - started, 1)
         print(report(results, run, summary), flush=True)
     run["timings_s"]["total"] = round(time.perf_counter() - started, 1)

@@ -36,6 +36,36 @@ def test_goals_are_marked_met_or_not_from_the_table():
     assert all(line.endswith("**met**") for line in train_scaled.goals(table)[1:])
 
 
+def test_goals_with_intervals_are_met_only_when_the_lower_end_meets_them():
+    """The same means, judged on paired intervals: a gap of +0.03 over vanilla on noisy items is not met when the
+    interval's lower end is below 0.01, and is met when the items agree."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 50
+    ids = [f"q{i}" for i in range(n)]
+    base = {s: dict(zip(ids, rng.uniform(0.3, 0.7, n))) for s in ("A", ZS)}
+
+    def shifted(by: float, noise: float):
+        return {s: {q: v + by + float(rng.normal(0, noise)) for q, v in base[s].items()} for s in base}
+
+    for noise, verdict in ((0.4, "**not met**"), (0.001, "**met**")):
+        items = {"base": base, "vanilla": shifted(0.0, 0.001), "plain": shifted(-0.02, 0.001),
+                 "moe-ffn": shifted(0.03, noise)}
+        table = {m: {s: float(np.mean(list(v.values()))) for s, v in rows.items()} for m, rows in items.items()}
+        lines = train_scaled.goals(table, items)
+        assert "95 % CI" in lines[1] and lines[1].endswith(verdict), lines[1]
+    assert lines[3].startswith("no test set more than 0.01 below base") and "95 % CI" in lines[3]
+
+
+def test_seeds_combine_into_mean_sd_and_per_item_means():
+    run = lambda v, items: {"A": {"metric": "m", "value": v, "metrics": {"m": v}, "per_query": items, "wall_s": 1.0}}  # noqa: E731
+    combined = train_scaled.combine_seeds([run(0.5, {"q1": 0.4, "q2": 0.6}), run(0.7, {"q1": 0.6, "q2": 0.8})])["A"]
+    assert combined["value"] == pytest.approx(0.6) and combined["values"] == [0.5, 0.7]
+    assert combined["sd"] == pytest.approx(0.1414, abs=1e-4) and combined["per_query"] == {"q1": 0.5, "q2": 0.7}
+    assert combined["wall_s"] == 2.0 and combined["metrics"] == {"m": pytest.approx(0.6)}
+
+
 def _saved(path: Path, base: float, **variants: float) -> str:
     row = lambda v: {s: {"metric": "m", "value": v} for s in ("A", ZS)}  # noqa: E731
     path.write_text(json.dumps({"results": {"base": row(base), **{k: row(v) for k, v in variants.items()}},

@@ -104,6 +104,10 @@ def test_search_matches_brute_force_and_uses_search_expert(st, scifact_small):
     expected = retrieval_metrics(_brute_force_run(st, data, "search", 100), data.qrels)
     assert result["metrics"] == pytest.approx(expected, abs=1e-6)
     assert 0.5 < result["metrics"]["ndcg@10"] <= 1.0
+    # one headline value per judged query, whose mean is the headline figure (for paired comparisons)
+    per_query = result["per_query"]["ndcg@10"]
+    assert set(per_query) == set(data.qrels) and np.mean(list(per_query.values())) == pytest.approx(
+        result["metrics"]["ndcg@10"], abs=1e-12)
     assert "| scifact | test | search (search) | nDCG@10 = " in format_table(result)
 
 
@@ -167,6 +171,8 @@ def test_single_label_classification(st, shared_dir, tmp_path):
     predicted = [data.label_ids[i] for i in np.argmax(p @ lab.T, axis=1)]
     expected = single_label_metrics([g[0] for g in data.papers["labels"]], predicted)
     assert result["metrics"] == pytest.approx(expected)
+    right = result["per_query"]["micro_f1"]  # per paper: 1 when its top-1 label is its gold label
+    assert set(right.values()) <= {0.0, 1.0} and np.mean(list(right.values())) == pytest.approx(expected["micro_f1"])
 
 
 def test_multi_label_classification_caps_k(st, shared_dir, tmp_path):
@@ -176,6 +182,8 @@ def test_multi_label_classification_caps_k(st, shared_dir, tmp_path):
     # 19 labels: the default cut-offs 20/50/100 all cap to 19; every label is ranked, so Recall@19 = 1.
     assert set(result["metrics"]) == {"recall@19", "precision@19", "ndcg@19"}
     assert result["metrics"]["recall@19"] == pytest.approx(1.0)
+    per_paper = result["per_query"]["ndcg@19"]
+    assert len(per_paper) == 30 and np.mean(list(per_paper.values())) == pytest.approx(result["metrics"]["ndcg@19"])
     small_k = evaluate_classification(st, folder, k_values=(1, 3), show_progress_bar=False)
     assert set(small_k["metrics"]) == {"recall@1", "recall@3", "precision@1", "precision@3", "ndcg@1", "ndcg@3"}
 

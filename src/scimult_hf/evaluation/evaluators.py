@@ -59,7 +59,7 @@ from .metrics import (
     capped_k_values,
     multi_label_metrics,
     parse_metric,
-    retrieval_metrics,
+    per_query_retrieval_metrics,
     single_label_metrics,
 )
 
@@ -228,11 +228,13 @@ def evaluate_retrieval(
         search = "faiss" if use_faiss else "exact"
         num_docs = len(doc_ids_all)
 
+    per_query = per_query_retrieval_metrics(run, data.qrels, metrics)
     result = _base_result(model, st, task, expert, data.name, data.split, "reranking" if reranking else "retrieval",
                           prompt_name, similarity, model_name)
     result.update(
-        metrics=retrieval_metrics(run, data.qrels, metrics),
+        metrics={name: sum(values.values()) / len(values) for name, values in per_query.items()},
         main_metric=main_metric,
+        per_query=per_query,  # every metric per judged query: for paired comparisons (metrics.paired_bootstrap)
         num_queries=len(query_ids),
         num_documents=num_docs,
         search=search,
@@ -304,15 +306,22 @@ def evaluate_classification(
             run = topk_to_run(paper_ids, label_ids, scores, idx)
             metrics = multi_label_metrics(run, dict(zip(paper_ids, gold)), ks, num_labels=len(label_ids))
             form, main = "multi_label", f"ndcg@{ks[0]}"
+            qrels = {p: {label: 1 for label in g} for p, g in zip(paper_ids, gold)}
+            names = [f"{kind}@{k}" for kind in ("recall", "precision", "ndcg") for k in ks]
+            per_paper = per_query_retrieval_metrics(run, qrels, names)
         else:
             _, idx = exact_topk(p_emb, l_emb, 1, chunk_size=chunk_size)
             predicted = [label_ids[i] for i in idx[:, 0].tolist()]
             metrics = single_label_metrics([g[0] for g in gold], predicted)
             form, main = "single_label", "micro_f1"
+            per_paper = {main: {p: float(guess == g[0]) for p, guess, g in zip(paper_ids, predicted, gold)}}
     result = _base_result(model, st, task, expert, data.name, data.split, form, prompt_name, similarity, model_name)
     result.update(
         metrics=metrics,
         main_metric=main,
+        # per paper, for paired comparisons of two models (metrics.paired_bootstrap): every metric of a label
+        # ranking; for one label, whether the top-1 is right (the mean is Micro-F1; Macro-F1 has no per-paper share)
+        per_query=per_paper,
         num_queries=len(paper_ids),
         num_documents=len(label_ids),
         search="exact",

@@ -43,6 +43,8 @@ __all__ = [
     "capped_k_values",
     "metric_display_name",
     "multi_label_metrics",
+    "paired_bootstrap",
+    "per_query_retrieval_metrics",
     "parse_metric",
     "qrels_from_records",
     "retrieval_metrics",
@@ -124,25 +126,19 @@ def _clean_run(run: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, fl
     return out
 
 
-def retrieval_metrics(
+def per_query_retrieval_metrics(
     run: Mapping[str, Mapping[str, float]],
     qrels: Mapping[str, Mapping[str, int]],
     metrics: Iterable[str] = SEARCH_METRICS,
-) -> dict[str, float]:
-    """Mean trec_eval metrics of a run ({query: {doc: score}}) against qrels ({query: {doc: grade}}).
+) -> dict[str, dict[str, float]]:
+    """trec_eval metrics of a run ({query: {doc: score}}) for each query of ``qrels``: ``{metric: {query: value}}``
+    (a query the run leaves out scores 0). :func:`retrieval_metrics` is their mean; these are what a paired
+    comparison of two models over the same queries needs (:func:`paired_bootstrap`).
 
-    Hand-checked example (one query, relevant documents d2 and d4, d5 unretrieved)::
-
-        rank 1 d1 (0), rank 2 d2 (1), rank 3 d3 (0), rank 4 d4 (1); 3 relevant in all
-        recall@4    = 2/3
-        precision@2 = 1/2
-        mrr@1       = 0 (nothing relevant in the top 1); mrr@10 = 1/2
-
-    >>> run = {"q": {"d1": 4.0, "d2": 3.0, "d3": 2.0, "d4": 1.0}}
-    >>> qrels = {"q": {"d2": 1, "d4": 1, "d5": 1}}
-    >>> m = retrieval_metrics(run, qrels, ["recall@4", "precision@2", "mrr@1", "mrr@10"])
-    >>> round(m["recall@4"], 4), m["precision@2"], m["mrr@1"], m["mrr@10"]
-    (0.6667, 0.5, 0.0, 0.5)
+    >>> run = {"q1": {"d1": 2.0, "d2": 1.0}, "q2": {"d3": 1.0}}
+    >>> qrels = {"q1": {"d2": 1}, "q2": {"d3": 1}}
+    >>> per_query_retrieval_metrics(run, qrels, ["mrr@10"])["mrr@10"]
+    {'q1': 0.5, 'q2': 1.0}
     """
     names = list(dict.fromkeys(metrics))
     if not names:
@@ -188,8 +184,31 @@ def retrieval_metrics(
             return kind
         return f"{_TREC[kind]}_{k}"
 
-    n = len(qrels)
-    return {name: sum(per_query[q].get(key(*parsed[name]), 0.0) for q in qrels) / n for name in names}
+    return {name: {q: per_query[q].get(key(*parsed[name]), 0.0) for q in qrels} for name in names}
+
+
+def retrieval_metrics(
+    run: Mapping[str, Mapping[str, float]],
+    qrels: Mapping[str, Mapping[str, int]],
+    metrics: Iterable[str] = SEARCH_METRICS,
+) -> dict[str, float]:
+    """Mean trec_eval metrics of a run ({query: {doc: score}}) against qrels ({query: {doc: grade}}).
+
+    Hand-checked example (one query, relevant documents d2 and d4, d5 unretrieved)::
+
+        rank 1 d1 (0), rank 2 d2 (1), rank 3 d3 (0), rank 4 d4 (1); 3 relevant in all
+        recall@4    = 2/3
+        precision@2 = 1/2
+        mrr@1       = 0 (nothing relevant in the top 1); mrr@10 = 1/2
+
+    >>> run = {"q": {"d1": 4.0, "d2": 3.0, "d3": 2.0, "d4": 1.0}}
+    >>> qrels = {"q": {"d2": 1, "d4": 1, "d5": 1}}
+    >>> m = retrieval_metrics(run, qrels, ["recall@4", "precision@2", "mrr@1", "mrr@10"])
+    >>> round(m["recall@4"], 4), m["precision@2"], m["mrr@1"], m["mrr@10"]
+    (0.6667, 0.5, 0.0, 0.5)
+    """
+    per_query = per_query_retrieval_metrics(run, qrels, metrics)
+    return {name: sum(values.values()) / len(values) for name, values in per_query.items()}
 
 
 # ---------------------------------------------------------------------------------------------- classification
@@ -309,3 +328,48 @@ def qrels_from_records(references: Sequence[Mapping], query_ids: Sequence[str] |
             raise InputError(f"reference {qid}: {len(doc_ids)} doc_ids but {len(rel)} relevance grades.")
         qrels[qid] = {str(d): int(r) for d, r in zip(doc_ids, rel)}
     return qrels
+
+
+# ---------------------------------------------------------------------------------------------- comparisons
+
+
+def paired_bootstrap(a: Mapping, b: Mapping, *, n_resamples: int = 10_000, confidence: float = 0.95,
+                     seed: int = 0) -> dict[str, float]:
+    """How much model ``a`` beats model ``b`` on the same items, with a paired bootstrap interval (percentile).
+
+    ``a`` and ``b`` map items (queries or papers) to scores, ``{id: score}``: the items are resampled with
+    replacement and the mean of ``a - b`` taken each time. Or they map sets to such dicts, ``{set: {id:
+    score}}``: the difference of the mean over sets, each set's items resampled within it (a stratified
+    bootstrap: every set keeps its weight in the mean). Returns ``{"diff", "low", "high", "n"}`` (``n``: items
+    in all); a goal such as "a beats b by 0.01" is met only when ``low >= 0.01``.
+
+    >>> r = paired_bootstrap({"q1": 0.5, "q2": 0.7, "q3": 0.9}, {"q1": 0.4, "q2": 0.6, "q3": 0.8})
+    >>> round(r["diff"], 4), round(r["low"], 4), round(r["high"], 4), r["n"]
+    (0.1, 0.1, 0.1, 3)
+    """
+    import numpy as np
+
+    nested = bool(a) and all(isinstance(v, Mapping) for v in a.values())
+    sets_a, sets_b = (a, b) if nested else ({"": a}, {"": b})
+    if set(sets_a) != set(sets_b):
+        raise InputError(f"a paired comparison needs the same sets on both sides: {sorted(sets_a)} vs {sorted(sets_b)}.")
+    diffs = []
+    for name in sorted(sets_a):
+        x, y = sets_a[name], sets_b[name]
+        if set(x) != set(y):
+            only = sorted(set(x) ^ set(y))
+            raise InputError(f"a paired comparison needs the same items on both sides; {len(only)} differ"
+                             f"{f' in {name}' if name else ''}, e.g. {only[:3]}.")
+        if not x:
+            raise InputError(f"No items to compare{f' in {name}' if name else ''}.")
+        diffs.append(np.array([x[k] - y[k] for k in sorted(x)], dtype=np.float64))
+    diff = float(np.mean([d.mean() for d in diffs]))
+    rng = np.random.default_rng(seed)
+    means = np.zeros(n_resamples)
+    for d in diffs:  # each set resampled within itself; the statistic is the mean of the set means
+        means += d[rng.integers(0, len(d), size=(n_resamples, len(d)))].mean(axis=1) if len(d) * n_resamples <= 1e7 \
+            else np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_resamples)])
+    means /= len(diffs)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {"diff": diff, "low": float(min(low, diff)), "high": float(max(high, diff)), "n": sum(len(d) for d in diffs)}
