@@ -291,6 +291,20 @@ def test_init_pull_keeps_the_weights_nearer_their_start(tmp_path, tiny_bert, pai
     assert json.loads((run / "training.json").read_text())["config"]["init_pull"] == 10.0
 
 
+def test_dataloader_workers_collate_the_same_batches(tmp_path, tiny_bert, pair_files):
+    """Collating (tokenizing) in two worker processes changes where the work happens, not the batches: the
+    losses equal those of collating in the training process, step for step."""
+    losses = {}
+    for workers in (0, 2):
+        config = quick_config(epochs=1, logging_steps=1, dataloader_workers=workers)
+        train(tiny_bert, data_from(pair_files), tmp_path / f"w{workers}", config)
+        history = json.loads((tmp_path / f"w{workers}" / "losses.json").read_text())
+        losses[workers] = [h["loss"] for h in history if "loss" in h]
+    assert len(losses[0]) >= 4 and losses[2] == pytest.approx(losses[0], rel=1e-6)
+    with pytest.raises(ValueError, match="dataloader_workers must be >= 0"):
+        quick_config(dataloader_workers=-1)
+
+
 def test_cached_loss_trains_like_the_plain_loss(tmp_path, tiny_bert, pair_files):
     """GradCache (mini-batches of 4 in a batch of 8) computes the same loss and gradients as the whole batch: with
     no dropout, the logged losses match the plain loss's."""

@@ -71,6 +71,8 @@ class TrainConfig:
     save_total_limit: int = _option(2, "checkpoints kept")
     logging_steps: int = _option(10, "log the per-task losses every N steps")
     bf16: bool = _option(False, "bfloat16 mixed precision (GPU)")
+    dataloader_workers: int = _option(0, "processes that collate (tokenize) batches ahead of the training step (0: "
+                                         "in the training process; on a GPU, a few keep it fed)")
     max_seq_length: int | None = _option(None, "truncate inputs to this many tokens")
     add_task: str | None = _option(None, "add this task to a trained model with experts (its data: --data NAME=DIR, "
                                          "or --add-task NAME=DIR): one new expert per expert layer, the only "
@@ -87,6 +89,9 @@ class TrainConfig:
             raise InputError(f"sampler must be 'round_robin' or 'proportional', got {self.sampler!r}.")
         if self.freeze_shared and self.variant != "moe":
             raise InputError("freeze_shared trains the experts only, so it needs variant 'moe'.")
+        if self.dataloader_workers < 0:
+            raise InputError(f"dataloader_workers must be >= 0 (0: collate in the training process), got "
+                             f"{self.dataloader_workers}.")
         if self.init_pull < 0:
             raise InputError(f"init_pull must be >= 0 (0: off), got {self.init_pull}.")
         if self.init_from and not self.add_task:
@@ -326,6 +331,8 @@ def _training_arguments(config: TrainConfig, datasets: dict, checkpoints: Path):
         use_cpu=not _cuda(),  # without it accelerate runs CPU workers as separate, undistributed processes
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _cuda() else None,
         dataloader_drop_last=True,
+        dataloader_num_workers=config.dataloader_workers,
+        dataloader_persistent_workers=config.dataloader_workers > 0,
         disable_tqdm=False,
     )
 
