@@ -76,6 +76,7 @@ def test_encoder_protocol_and_expert_embeddings(tiny_st):
     assert not np.allclose(search, classification, atol=1e-3)
 
 
+@pytest.mark.slow  # a whole mteb run (mock tasks); the routing rules themselves are checked above
 def test_mock_run_routes_every_task_by_type(tiny_st):
     enc = SciMultMTEBEncoder(tiny_st, model_name="local/tiny-scimult")
     spy = TaskSpy(tiny_st)

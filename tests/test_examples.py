@@ -16,6 +16,7 @@ def run(args, tmp_path, **env):
                           env={**os.environ, "SCIMULT_HF_CACHE": str(tmp_path / "cache"), **env})
 
 
+@pytest.mark.slow  # the main command's test runs the demo on the sample; this one reads ../shared (--data)
 def test_demo_ranks_real_papers(shared_dir, tmp_path):
     proc = run([sys.executable, "-m", "scimult_hf.cli", "demo", "--data", str(shared_dir / "data")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -31,6 +32,7 @@ def test_demo_ranks_real_papers(shared_dir, tmp_path):
 def test_demo_with_a_wrong_data_folder_says_what_to_pass(tmp_path):
     proc = run([sys.executable, "-m", "scimult_hf.cli", "demo", "--data", str(tmp_path / "nowhere")], tmp_path)
     assert proc.returncode != 0 and "Pass --data DIR" in proc.stderr + proc.stdout
+    assert not (tmp_path / "cache").exists()  # it stopped before building the default model
 
 
 def test_main_command_runs_on_the_shipped_sample_without_shared(tmp_path):
@@ -122,9 +124,11 @@ EXAMPLES = {
 }
 
 
-#: Examples whose work the default run already does elsewhere (the demo encodes and searches the same sample;
-#: tests/test_training.py trains every variant): about a minute each on 2 cores, run with ``-m slow``.
-SLOW_EXAMPLES = {"search_collection.py", "classify_papers.py", "train_small.py"}
+#: Examples whose work the default run already does elsewhere (the demo encodes, searches, classifies and
+#: recommends on the same sample; tests/test_training.py trains every variant; tests/test_convert.py converts the
+#: fixtures): 20 s to a minute each on 2 cores, run with ``-m slow``.
+SLOW_EXAMPLES = {"search_collection.py", "classify_papers.py", "train_small.py", "recommend_citations.py",
+                 "convert_checkpoint.py"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_EXAMPLES else n

@@ -51,6 +51,7 @@ def test_fp32_matches_pytorch_and_int8_is_close(onnx_folder, minilm_scimult, tex
     assert cosine.mean() > 0.99 and cosine.min() > 0.97
 
 
+@pytest.mark.slow  # the int8 export's closeness is checked in the default run; this runs it through encode/search
 def test_encode_and_search_with_the_int8_backend(minilm_scimult, tmp_path, capsys, texts):
     papers = tmp_path / "papers.jsonl"
     with open(sample_papers(), encoding="utf-8") as f:

@@ -439,6 +439,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # fresh processes (the in-process tests cover fetch, convert and the offline second use)
 def test_encode_by_name_in_a_fresh_process_then_again_without_network(hub, tmp_path):
     papers = tmp_path / "papers.jsonl"
     papers.write_text("".join(json.dumps({"id": str(i), "title": t.split(" [SEP] ")[0], "abstract": t})

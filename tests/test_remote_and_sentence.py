@@ -263,7 +263,7 @@ def test_upcycle_keeps_the_sources_prompts_and_default_prompt(minilm_path, tmp_p
     assert saved["default_prompt_name"] == "passage"
 
 
-@pytest.mark.parametrize("command", ["export", "encode-onnx"])
+@pytest.mark.parametrize("command", ["export", pytest.param("encode-onnx", marks=pytest.mark.slow)])
 def test_no_remote_code_prompt_in_a_terminal(tiny_scimult, tmp_path, command):
     """At a terminal transformers asks "Do you wish to run the custom code? [y/N]" (and waits) whenever a folder
     that names remote code is loaded without ``trust_remote_code``: the package's own loads never do that."""

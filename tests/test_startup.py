@@ -18,14 +18,14 @@ assert config._auto_class == "AutoConfig"
 #: transformers half way through their own import (the moment that once left folders without ``auto_map``).
 ORDERS = [
     "import scimult_hf",  # then the check imports the auto modules
-    "from transformers import AutoModel; import scimult_hf",
-    "import scimult_hf; from sentence_transformers import SentenceTransformer",
     "import scimult_hf.models.folder",
     "from scimult_hf.models.folder import save_sentence_transformer",
-    "import scimult_hf.training",
 ]
 #: More orders, each a fresh interpreter (about 10 s): run with ``-m slow``.
 MORE_ORDERS = [
+    "from transformers import AutoModel; import scimult_hf",
+    "import scimult_hf; from sentence_transformers import SentenceTransformer",
+    "import scimult_hf.training",
     "import scimult_hf; from transformers import AutoModel",
     "import scimult_hf; from transformers import AutoTokenizer",
     "import scimult_hf; from transformers import AutoConfig",

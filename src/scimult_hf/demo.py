@@ -95,6 +95,8 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
     from .models.tasks import identical_experts
     from .resolve import resolve_model
 
+    if data is not None:  # bad input stops before any model is built or loaded
+        _check_data(Path(data))
     model, line = resolve_model(model)
     print(line, file=sys.stderr)
     st = load_sentence_transformer(model)
@@ -108,16 +110,20 @@ def run_demo(model: str | None = None, data: str | Path | None = None, seed: int
     return _sample_demo(model, st, rng)
 
 
-def _data_demo(st, data: Path, rng: random.Random) -> int:
-    """Rank real SciFact abstracts for a claim (search expert), pick OHSUMED categories for MEDLINE papers
-    (classification expert) and likely references for an arXiv paper (link-prediction expert)."""
-    from .retrieval import load_beir, load_classification
-
+def _check_data(data: Path) -> None:
     if not (data / "scifact" / "corpus.jsonl").is_file():
         raise FileNotFoundError(
             f"no demo data at {data}. Pass --data DIR holding scifact/, ohsumed23/ and unarxive-cites/ "
             "(the layout of the project's shared data folder), or leave --data out to use the shipped sample."
         )
+
+
+def _data_demo(st, data: Path, rng: random.Random) -> int:
+    """Rank real SciFact abstracts for a claim (search expert), pick OHSUMED categories for MEDLINE papers
+    (classification expert) and likely references for an arXiv paper (link-prediction expert)."""
+    from .retrieval import load_beir, load_classification
+
+    _check_data(data)
 
     # 1. Search: a SciFact claim against its relevant abstract(s) and 14 others.
     scifact = load_beir(data / "scifact", split="test")
