@@ -6,16 +6,17 @@ in the wrapper's own log: a spy on ``st.encode`` records the ``task`` that reach
 
 from __future__ import annotations
 
-import mteb
 import numpy as np
 import pytest
 from helpers import tiny_model
-from mteb.mocks import MOCK_TASK_TEST_GRID_MONOLINGUAL
-from mteb.models.models_protocols import EncoderProtocol
-from mteb.results.task_result import TaskError, TaskResult
 
-from scimult_hf import load_sentence_transformer, save_sentence_transformer
-from scimult_hf.evaluation.mteb_bridge import NAME_TO_EXPERT, SciMultMTEBEncoder, expert_for_task
+mteb = pytest.importorskip("mteb", reason="the mteb extra is part of the dev install")
+from mteb.mocks import MOCK_TASK_TEST_GRID_MONOLINGUAL  # noqa: E402
+from mteb.models.models_protocols import EncoderProtocol  # noqa: E402
+from mteb.results.task_result import TaskError, TaskResult  # noqa: E402
+
+from scimult_hf import load_sentence_transformer, save_sentence_transformer  # noqa: E402
+from scimult_hf.evaluation.mteb_bridge import NAME_TO_EXPERT, SciMultMTEBEncoder, expert_for_task  # noqa: E402
 
 # mteb's own deprecation / ill-defined-metric warnings on the tiny mock data are not ours.
 pytestmark = [
