@@ -61,7 +61,7 @@ def test_encode_and_search_with_the_int8_backend(minilm_scimult, tmp_path, capsy
             "--backend", "onnx-int8", "--quiet"]
     assert main(argv) == 0
     c = Collection(out)
-    assert c.manifest["tasks"]["search"]["backend"] == "onnx-int8" and c.size == 30
+    assert c.record["tasks"]["search"]["backend"] == "onnx-int8" and c.size == 30
     title = c.paper(7)["title"]
     capsys.readouterr()
     assert main(["search", "--index", str(out), "--query", title, "--top-k", "1", "--json"]) == 0

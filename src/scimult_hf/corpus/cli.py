@@ -29,6 +29,16 @@ def _encode(args) -> int:
     columns = Columns(id=args.id_column, title=args.title_column, abstract=args.abstract_column,
                       text=args.text_column)
     tasks = [t.strip() for t in args.task.split(",") if t.strip()]
+    if args.engine == "ray":
+        from .ray_engine import encode_with_ray
+
+        out = encode_with_ray(_model(args), args.input, args.output, tasks=tasks, columns=columns,
+                              workers=args.workers, gpus_per_worker=args.gpus_per_worker, backend=args.backend,
+                              batch_size=args.batch_size, shard_size=args.shard_size, prompt_name=args.prompt_name,
+                              address=args.ray_address, overwrite=args.overwrite, show_progress_bar=not args.quiet)
+        c = Collection(out)
+        print(f"wrote {out}: {c.size:,} papers on Ray ({args.workers} workers), tasks: {', '.join(c.tasks)}")
+        return 0
     out = encode_corpus(_model(args), args.input, args.output, tasks=tasks, columns=columns, backend=args.backend,
                         batch_size=args.batch_size, shard_size=args.shard_size, device=args.device,
                         dtype=args.dtype, prompt_name=args.prompt_name, overwrite=args.overwrite,
@@ -37,7 +47,7 @@ def _encode(args) -> int:
 
     if PartialState().is_main_process:
         c = Collection(out)
-        print(f"wrote {out}: {c.size:,} papers, {len(c.manifest['shards'])} shard(s), tasks: {', '.join(c.tasks)}")
+        print(f"wrote {out}: {c.size:,} papers, {len(c.dataset.get_fragments())} fragment(s), tasks: {', '.join(c.tasks)}")
     return 0
 
 
@@ -57,10 +67,10 @@ def _search(args) -> int:
     if args.queries:
         with open(args.queries, encoding="utf-8") as f:
             queries += [line.strip() for line in f if line.strip()]
-    results = search_papers(Collection(args.index), queries, k=args.top_k, use_faiss=args.faiss, device=args.device,
-                           task=args.task)
+    results = search_papers(Collection(args.index), queries, k=args.top_k, mode=args.mode, where=args.where,
+                            device=args.device, task=args.task)
     if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
+        print(json.dumps(results, indent=2, ensure_ascii=False, default=str))
         return 0
     for r in results:
         _print_hits(f"## {r['query']}", r["results"])
@@ -78,19 +88,21 @@ def _classify(args) -> int:
     collection = Collection(args.index)
     ids = args.id or None
     limit = None if (ids or args.output) else args.limit
-    records = classify_papers(collection, args.labels, k=args.top_k, ids=ids, limit=limit, device=args.device,
-                              task=args.task)
+    records = classify_papers(collection, args.labels, k=args.top_k, ids=ids, limit=limit, where=args.where,
+                              device=args.device, task=args.task)
     if args.output:
         from tqdm.auto import tqdm
 
-        shown = []
+        shown, count = [], 0
         with atomic_file(args.output) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for rec in tqdm(records, total=len(ids) if ids else collection.size, desc="classifying papers",
+            total = len(ids) if ids else (None if args.where else collection.size)
+            for rec in tqdm(records, total=total, desc="classifying papers",
                             unit="paper", disable=args.quiet):
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                count += 1
                 if len(shown) < args.limit:
                     shown.append(rec)
-        print(f"wrote {args.output}: top-{args.top_k} labels for {collection.size if not ids else len(ids):,} papers")
+        print(f"wrote {args.output}: top-{args.top_k} labels for {count:,} papers")
         records = shown
     else:
         records = list(records)
@@ -102,7 +114,7 @@ def _classify(args) -> int:
     rows = [[r["id"], shorten(r["title"], 60)] + [f"{lab['name']} ({lab['score']:.3f})" for lab in r["labels"]]
             for r in records]
     print(table(headers, rows))
-    if not ids and len(records) < collection.size:
+    if not ids and not args.where and len(records) < collection.size:
         print(f"\n(the first {len(records):,} of {collection.size:,} papers; --limit N shows more, --output FILE.jsonl "
               "writes every paper's labels)", file=sys.stderr)
     return 0
@@ -113,9 +125,9 @@ def _recommend(args) -> int:
     from .commands import recommend_citations
 
     result = recommend_citations(Collection(args.index), paper_id=args.id, text=args.text, k=args.top_k,
-                                 use_faiss=args.faiss, device=args.device, task=args.task)
+                                 mode=args.mode, where=args.where, device=args.device, task=args.task)
     if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json.dumps(result, indent=2, ensure_ascii=False, default=str))
         return 0
     paper = result["paper"]
     name = f"{paper['id']}: {paper['title']}" if "id" in paper else paper["text"]
@@ -125,15 +137,19 @@ def _recommend(args) -> int:
     return 0
 
 
-def _common(p, task: str, *, faiss: bool = True, top_k: int = 10) -> None:
-    p.add_argument("--index", required=True, help="collection folder written by `scimult-hf encode`")
+def _common(p, task: str, *, modes: bool = True, top_k: int = 10) -> None:
+    p.add_argument("--index", required=True, help="the collection written by `scimult-hf encode`: a folder or a URI "
+                                                  "(s3://bucket/papers; credentials from the environment)")
     p.add_argument("--task", default=task, help=f"the collection's task whose expert to use (default: {task}; a "
                    "model with tasks of its own names them)")
     p.add_argument("--top-k", type=int, default=top_k, help=f"results per query or paper (default: {top_k})")
-    if faiss:
-        p.add_argument("--faiss", action="store_true",
-                       help="search with a FAISS flat index, built once and kept in the collection "
-                            "(needs `pip install faiss-cpu`); default: exact search shard by shard")
+    p.add_argument("--where", default=None,
+                   help="SQL filter on the collection's columns (id, title and the input's others), e.g. "
+                        "\"year >= 2020 AND venue = 'Nature'\"")
+    if modes:
+        p.add_argument("--mode", default="dense", choices=["dense", "lexical", "hybrid"],
+                       help="dense (the expert's embeddings, default), lexical (BM25 over title and abstract) or "
+                            "hybrid (both, fused by reciprocal rank)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--device", default=None, help="torch device for encoding the query (default: cpu)")
 
@@ -149,7 +165,9 @@ def register_encode(sub) -> None:
                                    "scimult-moe when cached or the Hub answers, else the offline default; one line "
                                    "says which)")
     p.add_argument("--input", required=True, help="papers file: .jsonl, .csv, .tsv or .parquet (optionally .gz)")
-    p.add_argument("--output", required=True, help="collection folder to write (or to resume)")
+    p.add_argument("--output", required=True, help="the collection to write (or to resume): a folder or a URI "
+                                                   "(s3://bucket/papers; credentials and endpoint from the "
+                                                   "environment, as AWS_ENDPOINT_URL)")
     p.add_argument("--task", default="search",
                    help=f"comma-separated tasks whose experts embed the papers: {_TASKS_HELP} "
                         "(default: search; classify needs classification, recommend link_prediction)")
@@ -172,6 +190,14 @@ def register_encode(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="encode again into an existing --output (another input or model): the new collection is "
                         "built beside the old one and replaces it only when complete (a stopped run resumes)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (this process, or one per GPU under `accelerate launch`; default) or ray (Ray Data: "
+                        "a pool of --workers actors, each with the model; needs `pip install 'scimult-hf[ray]'`)")
+    p.add_argument("--workers", type=int, default=2, help="--engine ray: actors holding the model (default: 2)")
+    p.add_argument("--gpus-per-worker", type=float, default=0,
+                   help="--engine ray: GPUs per actor (1: one actor per GPU; default 0: CPU slots)")
+    p.add_argument("--ray-address", default=None,
+                   help="--engine ray: the cluster to join (default: start a local one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_encode)
 
@@ -186,7 +212,7 @@ def register_search(sub) -> None:
 
 def register_classify(sub) -> None:
     p = sub.add_parser("classify", help="top-k labels for papers of a collection (classification expert)")
-    _common(p, "classification", faiss=False, top_k=3)
+    _common(p, "classification", modes=False, top_k=3)
     p.add_argument("--labels", required=True, help='labels.jsonl with rows {"id", "name"[, "description"]}')
     p.add_argument("--id", action="append", help="classify this paper of the collection (repeat for several)")
     p.add_argument("--limit", type=int, default=10, help="papers shown when no --id is given (default: 10)")

@@ -1,23 +1,24 @@
-"""An encoded collection, read: ``scimult-hf encode``'s output folder (written by :mod:`.writer`).
+"""An encoded collection, read and searched: ``scimult-hf encode``'s output, a Lance dataset (:mod:`.store`).
 
-Layout of ``DIR``::
+:class:`Collection` opens a finished collection in a local folder or in object storage, and searches it
+through the dataset's own indexes:
 
-    collection.json          model, input, columns, shard size; per task: dimension, similarity, backend,
-                             and - once every shard is there - the number of papers (written last)
-    papers/00000.jsonl       ids and titles of the shard's papers, in input order
-    <task>/00000.npy         float32 embeddings of those papers through the task's expert
-                             (unit length when the model compares by cosine)
-    <task>/faiss.index       the FAISS index of the task, once ``--faiss`` asked for it
+* ``dense``: nearest neighbours of a query embedding in the task's vector column, by dot product (the
+  cosine for a cosine model: the rows are unit length). Exact (a flat scan) until the collection has an ANN
+  index (built from :data:`ANN_FROM` papers: IVF-PQ with a refine step over the exact vectors);
+* ``lexical``: BM25 over ``text`` (title and abstract) through the full-text index;
+* ``hybrid``: reciprocal rank fusion of the two lists (each :data:`HYBRID_DEPTH` deep).
 
-:class:`Collection` reads a finished folder shard by shard (memory-mapped); its top-k is
-:func:`~scimult_hf.retrieval.search.sharded_topk` over the shards, or a FAISS index from
-:func:`~scimult_hf.retrieval.search.faiss_index`.
+Each takes ``where``, an SQL filter over the collection's columns (``"year >= 2020 AND venue = 'Nature'"``),
+applied before the ranking (so ``k`` hits come back whenever ``k`` papers pass the filter).
+
+>>> from scimult_hf.corpus import Collection                                     # doctest: +SKIP
+>>> c = Collection("my-index")                                                   # doctest: +SKIP
+>>> c.search("search", "graph neural networks", k=5, mode="hybrid", where="year >= 2020")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,129 +26,163 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import atomic_file
+from .store import (
+    FORMAT,
+    CollectionError,
+    is_remote,
+    open_dataset,
+    read_record,
+    uri_of,
+    vector_column,
+)
 
-logger = logging.getLogger(__name__)
+__all__ = ["ANN_FROM", "HYBRID_DEPTH", "MODES", "RRF_K", "Collection", "CollectionError", "old_format_error",
+           "quote", "reciprocal_rank_fusion"]
 
-FORMAT = 1
-MANIFEST = "collection.json"
-
-__all__ = ["FORMAT", "MANIFEST", "Collection", "CollectionError", "read_ids", "read_manifest", "shard_name"]
-
-
-class CollectionError(InputError):
-    """The folder is not (or not yet) a usable collection, or belongs to another input or model."""
-
-
-def shard_name(i: int) -> str:
-    return f"{i:05d}"
+#: From this many papers a collection gets an approximate (IVF-PQ) index per task; below it search is exact.
+ANN_FROM = 100_000
+#: How deep each of the two lists goes before reciprocal rank fusion.
+HYBRID_DEPTH = 100
+#: The constant of reciprocal rank fusion: a hit at rank r adds 1 / (RRF_K + r).
+RRF_K = 60
+MODES = ("dense", "lexical", "hybrid")
 
 
-def read_manifest(folder: Path) -> dict | None:
-    path = folder / MANIFEST
-    if not path.is_file():
+def quote(value: str) -> str:
+    """``value`` as an SQL string literal (for filters on ids)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], *, weights: Sequence[float] | None = None,
+                           k: int = RRF_K) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: each id scores ``sum(weight / (k + rank))`` (rank from 1), best first.
+
+    >>> reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])[0][0]
+    'a'
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(rankings)
+    scores: dict[str, float] = {}
+    for w, ranking in zip(weights, rankings, strict=True):
+        for rank, pid in enumerate(ranking, 1):
+            scores[pid] = scores.get(pid, 0.0) + w / (k + rank)
+    return sorted(scores.items(), key=lambda item: -item[1])
+
+
+def old_format_error(path: Path) -> CollectionError | None:
+    """The refusal for a folder in the old format (``.npy`` shards and ``collection.json``), with the command that
+    encodes it again; None when ``path`` is not one."""
+    import json
+
+    manifest_path = path / "collection.json"
+    if is_remote(path) or not manifest_path.is_file():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CollectionError(f"{path} is damaged ({err}); encode again with --overwrite.") from None
-
-
-def read_ids(path: Path) -> list[str]:
-    return [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    source = (manifest.get("input") or {}).get("path", "PAPERS")
+    tasks = ",".join(manifest.get("tasks") or ["search"])
+    model = manifest.get("model", "MODEL")
+    return CollectionError(
+        f"{path} is a collection in the old folder format (.npy shards); collections are Lance datasets now, and "
+        f"this one must be encoded again: `scimult-hf encode --model {model} --input {source} --output {path} "
+        f"--task {tasks} --overwrite`."
+    )
 
 
 class Collection:
-    """A finished collection folder: shard-by-shard embeddings per task, paper ids and titles.
+    """A finished collection: papers, their metadata and one embedding column per task, in a Lance dataset.
 
-    >>> c = Collection("my-index")                                            # doctest: +SKIP
-    >>> scores, rows = c.top_k("search", c.encoder("search")(["graph neural networks"], "query"), k=5)  # doctest: +SKIP
-    >>> [c.paper(r)["title"] for r in rows[0]]                                # doctest: +SKIP
+    ``location``: a folder or a URI (``s3://bucket/papers``); ``storage_options``: Lance's object-store options
+    (by default the environment's credentials and endpoint).
     """
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        manifest = read_manifest(self.path) if self.path.is_dir() else None
-        if manifest is None:
-            raise CollectionError(
-                f"{self.path} is not an encoded collection (no {MANIFEST}); make one with "
-                "`scimult-hf encode --input PAPERS --output DIR`."
-            )
-        if manifest.get("format") != FORMAT:
-            raise CollectionError(f"{self.path} has collection format {manifest.get('format')!r}; this "
-                                  f"scimult-hf reads format {FORMAT}. Encode it again with --overwrite.")
-        self.manifest = manifest
-        if manifest.get("papers") is None:
-            raise CollectionError(
-                f"{self.path} is not finished: run the same `scimult-hf encode` command again and it resumes."
-            )
-        self._titles: dict[int, list[dict]] = {}
-        self._faiss_indexes: dict[str, object] = {}
+    def __init__(self, location: str | os.PathLike, *, storage_options: dict | None = None):
+        self.uri = uri_of(location)
+        self.storage_options = storage_options
+        self.dataset = open_dataset(self.uri, storage_options)
+        if self.dataset is None:
+            old = old_format_error(Path(self.uri))
+            if old is not None:
+                raise old
+            raise CollectionError(f"{location} is not an encoded collection; make one with "
+                                  "`scimult-hf encode --input PAPERS --output DIR`.")
+        record = read_record(self.dataset)
+        if record is None:
+            raise CollectionError(f"{location} is a Lance dataset but not a scimult-hf collection; encode one with "
+                                  "`scimult-hf encode --input PAPERS --output DIR`.")
+        if record.get("format") != FORMAT:
+            raise CollectionError(f"{location} has collection format {record.get('format')!r}; this scimult-hf reads "
+                                  f"format {FORMAT}. Encode it again with --overwrite.")
+        if record.get("papers") is None:
+            raise CollectionError(f"{location} is not finished: run the same `scimult-hf encode` command again and it "
+                                  "resumes.")
+        self.record = record
+
+    # -- what it holds ------------------------------------------------------------------------------------------
 
     @property
     def model(self) -> str:
-        return self.manifest["model"]
+        return self.record["model"]
 
     @property
     def size(self) -> int:
-        return int(self.manifest["papers"])
+        return int(self.record["papers"])
 
     @property
     def tasks(self) -> list[str]:
-        return [t for t, info in self.manifest["tasks"].items() if info.get("complete")]
+        return [t for t, info in self.record["tasks"].items() if info.get("complete")]
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        """The input's columns passed through (``--where`` filters on them, and on ``id`` and ``title``)."""
+        return list(self.record.get("metadata", []))
 
     def task_info(self, task: str) -> dict:
         if task not in self.tasks:
             have = ", ".join(self.tasks) or "none"
             raise CollectionError(
-                f"{self.path} has no {task} embeddings (it has: {have}); add them with `scimult-hf encode "
+                f"{self.uri} has no {task} embeddings (it has: {have}); add them with `scimult-hf encode "
                 f"--task {task}` and the same --input and --output (the other tasks are kept)."
             )
-        return self.manifest["tasks"][task]
+        return self.record["tasks"][task]
 
-    def _shard_sizes(self) -> list[int]:
-        return list(self.manifest["shards"])
-
-    def shards(self, task: str) -> Iterator[tuple[int, np.ndarray]]:
-        """``(first row, embeddings)`` per shard, memory-mapped (read-only)."""
+    def _column(self, task: str) -> str:
         self.task_info(task)
-        offset = 0
-        for i, rows in enumerate(self._shard_sizes()):
-            emb = np.load(self.path / task / f"{shard_name(i)}.npy", mmap_mode="r")
-            if emb.shape[0] != rows:
-                raise CollectionError(f"{self.path / task / shard_name(i)}.npy has {emb.shape[0]} rows, not {rows}: "
-                                      "the collection is damaged; encode again with --overwrite.")
-            yield offset, emb
-            offset += rows
+        return vector_column(task)
+
+    def indexes(self) -> dict[str, str]:
+        """``{column: index kind}`` of the dataset's indexes (``Inverted``, ``BTree``, ``Vector``)."""
+        return index_kinds(self.dataset)
+
+    def _in_input_order(self, columns: list[str]):
+        table = self.dataset.to_table(columns=["shard", *columns], scan_in_order=True)
+        order = np.argsort(table.column("shard").to_numpy(), kind="stable")
+        return table.take(order)
+
+    def ids(self) -> list[str]:
+        """Every paper's id, in input order."""
+        return self._in_input_order(["id"]).column("id").to_pylist()
 
     def embeddings(self, task: str) -> np.ndarray:
-        """All embeddings of ``task`` in one array (N x d, float32, in RAM)."""
-        return np.concatenate([emb for _, emb in self.shards(task)], axis=0)
+        """All embeddings of ``task`` in one array (N x d, float32, in RAM, in input order)."""
+        column = self._column(task)
+        return _vectors(self._in_input_order([column]).column(column))
 
-    def embedding(self, task: str, row: int) -> np.ndarray:
-        shard, at = divmod(row, self.manifest["shard_size"])
-        self.task_info(task)
-        return np.array(np.load(self.path / task / f"{shard_name(shard)}.npy", mmap_mode="r")[at])
+    def paper(self, paper_id: str) -> dict:
+        """``{"id", "title", <metadata>...}`` of the paper ``paper_id``."""
+        return {k: v for k, v in self._row(paper_id, ["id", "title", *self.metadata_columns]).items()}
 
-    def paper(self, row: int) -> dict:
-        """``{"id", "title"}`` of the paper in ``row``."""
-        if not 0 <= row < self.size:
-            raise IndexError(f"row {row} is outside the collection (0..{self.size - 1}).")
-        shard, at = divmod(row, self.manifest["shard_size"])
-        if shard not in self._titles:
-            path = self.path / "papers" / f"{shard_name(shard)}.jsonl"
-            self._titles[shard] = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-        return self._titles[shard][at]
+    def vector(self, task: str, paper_id: str) -> np.ndarray:
+        """The ``task`` embedding of the paper ``paper_id``."""
+        column = self._column(task)
+        return np.asarray(self._row(paper_id, [column])[column], dtype=np.float32)
 
-    def find(self, paper_id: str) -> int:
-        """The row of the paper with id ``paper_id`` (the first, if ids repeat)."""
-        offset = 0
-        for i, rows in enumerate(self._shard_sizes()):
-            ids = read_ids(self.path / "papers" / f"{shard_name(i)}.jsonl")
-            if paper_id in ids:
-                return offset + ids.index(paper_id)
-            offset += rows
-        raise CollectionError(f"no paper with id {paper_id!r} in {self.path}; give its text with --text instead.")
+    def _row(self, paper_id: str, columns: list[str]) -> dict:
+        rows = self.dataset.to_table(columns=columns, filter=f"id = {quote(paper_id)}", limit=1).to_pylist()
+        if not rows:
+            raise CollectionError(f"no paper with id {paper_id!r} in {self.uri}; give its text with --text instead.")
+        return rows[0]
 
     def encoder(self, task: str, *, device: str | None = None, batch_size: int = 32):
         """An :class:`~scimult_hf.corpus.encoders.Encoder` for queries, with the collection's model and backend."""
@@ -157,50 +192,167 @@ class Collection:
         return load_encoder(self.model, task, backend=info.get("backend", "torch"), device=device,
                             batch_size=batch_size)
 
-    def top_k(self, task: str, queries: np.ndarray, k: int, *, use_faiss: bool = False,
-              exclude: Sequence[Sequence[int]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Best ``k`` rows per query by dot product (exact, shard by shard; or a FAISS flat index).
+    # -- search -------------------------------------------------------------------------------------------------
 
-        ``exclude[i]``: rows never returned for query ``i`` (e.g. the query paper itself).
-        Returns ``(scores, rows)``, each ``len(queries) x min(k, size)``, best first.
+    def _filter(self, where: str | None, exclude: Sequence[str] = ()) -> str | None:
+        parts = [f"({where})"] if where and where.strip() else []
+        parts += [f"id != {quote(pid)}" for pid in exclude]
+        return " AND ".join(parts) or None
+
+    def _scan(self, **kwargs):
+        try:
+            return self.dataset.to_table(**kwargs)
+        except ValueError as err:
+            if kwargs.get("filter") and ("Invalid user input" in str(err) or "parsing" in str(err)):
+                reason = str(err).split(", /")[0].replace("Invalid user input: ", "").rstrip(".")
+                names = ", ".join(["id", "title", *self.metadata_columns])
+                raise InputError(f"--where could not be applied: {reason}. The columns to filter on: {names}; "
+                                 "strings in single quotes, e.g. \"year >= 2020 AND venue = 'Nature'\".") from None
+            raise
+
+    def dense(self, task: str, query: np.ndarray, k: int, *, where: str | None = None, exclude: Sequence[str] = (),
+              exact: bool = False, nprobes: int | None = None, refine_factor: int | None = None,
+              columns: Sequence[str] = ("id", "title")) -> list[dict]:
+        """The ``k`` papers nearest to one query embedding, best first, ``score`` = dot product."""
+        info = self.task_info(task)
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if query.shape[0] != info["dimension"]:
+            raise InputError(f"the query embedding has {query.shape[0]} dimensions, the collection "
+                             f"{info['dimension']}: encode it with the collection's model.")
+        nearest = {"column": vector_column(task), "q": query, "k": k, "metric": "dot", "use_index": not exact}
+        if nprobes is not None:
+            nearest["nprobes"] = nprobes
+        nearest["refine_factor"] = refine_factor if refine_factor is not None else 10
+        table = self._scan(nearest=nearest, filter=self._filter(where, exclude), prefilter=True,
+                           columns=list(columns))
+        hits = table.to_pylist()
+        for h in hits:
+            h["score"] = 1.0 - h.pop("_distance")
+        return hits
+
+    def lexical(self, text: str, k: int, *, where: str | None = None, exclude: Sequence[str] = (),
+                columns: Sequence[str] = ("id", "title")) -> list[dict]:
+        """The ``k`` best papers for ``text`` by BM25 over title and abstract, best first, ``score`` = BM25."""
+        if "text" not in self.indexes():
+            raise CollectionError(f"{self.uri} has no full-text index; build it with "
+                                  "`Collection(...).build_indexes()` (encode builds it when it finishes).")
+        table = self._scan(full_text_query=text, filter=self._filter(where, exclude), prefilter=True, limit=k,
+                           columns=list(columns))
+        hits = table.to_pylist()
+        for h in hits:
+            h["score"] = h.pop("_score")
+        return hits
+
+    def search(self, task: str, query: str | None = None, *, vector: np.ndarray | None = None, k: int = 10,
+               mode: str = "dense", where: str | None = None, exclude: Sequence[str] = (), exact: bool = False,
+               depth: int = HYBRID_DEPTH, encoder=None) -> list[dict]:
+        """The ``k`` best papers for one query, best first: ``[{"rank", "score", "id", "title", ...}]``.
+
+        ``query``: its text (encoded with ``encoder``, by default the collection's model, for ``dense`` and
+        ``hybrid``); ``vector``: its embedding instead (``dense`` only, or with ``query`` for ``hybrid``).
         """
-        import torch
-
-        from ..retrieval import sharded_topk
-
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if queries.shape[1] != self.task_info(task)["dimension"]:
-            raise InputError(f"query embeddings have {queries.shape[1]} dimensions, the collection "
-                             f"{self.task_info(task)['dimension']}: encode them with the collection's model.")
-        extra = max((len(e) for e in exclude), default=0) if exclude else 0
-        want = min(k + extra, self.size)
-        if use_faiss:
-            scores, rows = self._faiss(task).search(queries, want)
-            scores, rows = torch.from_numpy(scores), torch.from_numpy(rows.astype(np.int64))
+        if mode not in MODES:
+            raise InputError(f"--mode {mode!r}: use one of {', '.join(MODES)}.")
+        if k < 1:
+            raise InputError(f"--top-k must be at least 1, not {k}.")
+        if mode != "dense" and not (query and query.strip()):
+            raise InputError(f"{mode} search needs the query's text.")
+        if mode != "lexical" and vector is None:
+            if not (query and query.strip()):
+                raise InputError("give a query text or a query embedding.")
+            vector = (encoder or self.encoder(task))([query], role="query")[0]
+        columns = ["id", "title", *self.metadata_columns]
+        if mode == "dense":
+            hits = self.dense(task, vector, k, where=where, exclude=exclude, exact=exact, columns=columns)
+        elif mode == "lexical":
+            hits = self.lexical(query, k, where=where, exclude=exclude, columns=columns)
         else:
-            scores, rows = sharded_topk(queries, self.shards(task), want)
-        out_s, out_r = [], []
-        for i in range(len(queries)):
-            banned = set(exclude[i]) if exclude else set()
-            keep = [j for j, r in enumerate(rows[i].tolist()) if r not in banned][:k]
-            out_s.append(scores[i, keep].numpy())
-            out_r.append(rows[i, keep].numpy())
-        return np.stack(out_s), np.stack(out_r)
+            deep = max(depth, k)
+            dense = self.dense(task, vector, deep, where=where, exclude=exclude, exact=exact, columns=columns)
+            lexical = self.lexical(query, deep, where=where, exclude=exclude, columns=columns)
+            rows = {h["id"]: h for h in lexical} | {h["id"]: h for h in dense}
+            fused = reciprocal_rank_fusion([[h["id"] for h in dense], [h["id"] for h in lexical]])[:k]
+            hits = [{**rows[pid], "score": score} for pid, score in fused]
+        return [{"rank": rank, **hit} for rank, hit in enumerate(hits, 1)]
 
-    def _faiss(self, task: str):
-        """The FAISS index of ``task`` (:func:`~scimult_hf.retrieval.search.faiss_index`: flat below 200,000
-        papers, inverted-file above), built once and kept as ``<task>/faiss.index``."""
-        from ..retrieval import faiss_index, require_faiss, set_nprobe
+    def scan(self, task: str, *, where: str | None = None, ids: Sequence[str] | None = None,
+             batch_size: int = 1024) -> Iterator[tuple[list[dict], np.ndarray]]:
+        """``(papers, embeddings)`` batches of every paper (passing ``where``; or of ``ids``, in that order)."""
+        column = self._column(task)
+        columns = ["id", "title", *self.metadata_columns, column]
+        if ids is not None:
+            for start in range(0, len(ids), batch_size):
+                chunk = list(ids[start : start + batch_size])
+                rows = [self._row(pid, columns) for pid in chunk]
+                yield [{k: r[k] for k in columns[:-1]} for r in rows], np.asarray([r[column] for r in rows],
+                                                                                   dtype=np.float32)
+            return
+        try:
+            scanner = self.dataset.scanner(columns=columns, filter=self._filter(where), batch_size=batch_size,
+                                           scan_in_order=True)
+        except ValueError:
+            self._scan(columns=["id"], filter=self._filter(where), limit=1)  # the filter's own message
+            raise
+        for batch in scanner.to_batches():
+            if batch.num_rows == 0:
+                continue
+            vectors = _vectors(batch.column(column))
+            yield batch.select(columns[:-1]).to_pylist(), vectors
 
-        if task in self._faiss_indexes:
-            return self._faiss_indexes[task]
-        faiss = require_faiss()
-        path = self.path / task / "faiss.index"
-        index = faiss.read_index(os.fspath(path)) if path.is_file() else None
-        if index is None or index.ntotal != self.size:
-            index = faiss_index(lambda: self.shards(task), self.size, self.task_info(task)["dimension"])
-            with atomic_file(path) as tmp:
-                faiss.write_index(index, os.fspath(tmp))
-        set_nprobe(index)
-        self._faiss_indexes[task] = index
-        return index
+    # -- indexes ------------------------------------------------------------------------------------------------
+
+    def build_indexes(self, *, ann_from: int = ANN_FROM, replace: bool = False) -> dict[str, str]:
+        """The full-text index on ``text``, a B-tree on ``id`` and, from ``ann_from`` papers, an IVF-PQ index per
+        task (what :meth:`search` then uses). Returns :meth:`indexes`."""
+        build_indexes(self.dataset, self.tasks, self.record["tasks"], ann_from=ann_from, replace=replace)
+        self.dataset = open_dataset(self.uri, self.storage_options)
+        return self.indexes()
+
+
+def _vectors(column) -> np.ndarray:
+    """A fixed-size-list column as an N x d float32 array."""
+    import pyarrow as pa
+
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = array.type.list_size
+    return np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
+
+
+def build_indexes(dataset, tasks: Sequence[str], info: dict, *, ann_from: int = ANN_FROM,
+                  replace: bool = False) -> None:
+    """What :meth:`Collection.build_indexes` builds, on an open dataset."""
+    have = index_kinds(dataset)
+    if replace or "text" not in have:
+        dataset.create_scalar_index("text", index_type="INVERTED", replace=True, base_tokenizer="simple",
+                                    language="English", lower_case=True, stem=True, remove_stop_words=True,
+                                    with_position=False)
+    if replace or "id" not in have:
+        dataset.create_scalar_index("id", index_type="BTREE", replace=True)
+    rows = dataset.count_rows()
+    if rows < ann_from:
+        return
+    for task in tasks:
+        column = vector_column(task)
+        if column in have and not replace:
+            continue
+        dim = int(info[task]["dimension"])
+        dataset.create_index(column, index_type="IVF_PQ", metric="dot", replace=True,
+                             num_partitions=max(1, int(rows ** 0.5)), num_sub_vectors=_sub_vectors(dim))
+
+
+def index_kinds(dataset) -> dict[str, str]:
+    """``{column: index kind}`` from the dataset's index descriptions (``/lance.index.pb.InvertedIndexDetails``:
+    ``Inverted``)."""
+    kinds = {}
+    for idx in dataset.describe_indices():
+        kind = idx.type_url.rsplit(".", 1)[-1].removesuffix("IndexDetails").removesuffix("Details")
+        kinds[idx.field_names[0]] = kind or idx.name
+    return kinds
+
+
+def _sub_vectors(dim: int) -> int:
+    """PQ sub-vectors: 8 dimensions each (48 for MiniLM's 384), or the largest divisor of ``dim`` below that."""
+    for width in (8, 4, 2, 1):
+        if dim % width == 0:
+            return dim // width
+    return dim

@@ -172,9 +172,13 @@ class PaperFile:
                 raise InputError(f"{self.path}, {where}: {column!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} "
                                  f"({str(value)[:40]}), not text; write it as a string.")
 
-    def batches(self, batch_size: int = 1000) -> Iterator[list[dict]]:
-        """Lists of ``{"id", "title", "text"}`` in file order; the last one may be shorter."""
+    def batches(self, batch_size: int = 1000, *, extra: bool = False) -> Iterator[list[dict]]:
+        """Lists of ``{"id", "title", "text"}`` in file order; the last one may be shorter.
+
+        ``extra``: each paper also has ``"extra"``, its other columns (not id, title, abstract or text) as read.
+        """
         c = self.columns
+        used = {c.id, c.title, c.abstract, c.text}
         row = 0
         try:
             for batch in self._stream().iter(batch_size=batch_size):
@@ -191,6 +195,7 @@ class PaperFile:
                     texts = batch[c.text]
                 else:
                     texts = [paper_text(t or "", a or "") if (t or a) else "" for t, a in zip(titles, abstracts)]
+                others = [name for name in batch if name not in used] if extra else []
                 out = []
                 for i, (pid, title, text) in enumerate(zip(ids, titles, texts)):
                     line = row + i + 1
@@ -199,7 +204,10 @@ class PaperFile:
                     if not text or not str(text).strip():
                         what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
                         raise InputError(f"{self.path}, paper {line} (id {pid}): no text in {what}.")
-                    out.append({"id": str(pid), "title": str(title or "")[:300], "text": str(text)})
+                    paper = {"id": str(pid), "title": str(title or "")[:300], "text": str(text)}
+                    if extra:
+                        paper["extra"] = {name: batch[name][i] for name in others}
+                    out.append(paper)
                 row += len(out)
                 yield out
         except ValueError:
