@@ -1,8 +1,8 @@
 """The main job's figures: encode throughput (PyTorch, ONNX fp32, ONNX int8) with SciFact quality, memory as
-the corpus grows, and search latency.
+the corpus grows.
 
     python benchmarks/corpus.py                      # everything (about 25 minutes on 2 CPU cores)
-    python benchmarks/corpus.py --parts throughput   # or: memory, latency
+    python benchmarks/corpus.py --parts throughput   # or: memory
     python benchmarks/corpus.py --out benchmarks/results/corpus.json
 
 * **throughput**: ``scimult-hf encode`` (reading the JSONL through datasets, sharding, atomic writes) against
@@ -13,11 +13,9 @@ the corpus grows, and search latency.
   in a fresh process. A 2-layer, 64-wide SciMult model stands in for a real one so that a million papers fit
   in minutes on a CPU: the figure is about the pipeline (reading, batching, shards), which does not change
   with the model;
-* **latency**: ``scimult-hf search`` top-10 over collections of 100k and 1M synthetic unit vectors of 384
-  dimensions (MiniLM's width): exact shard-by-shard and ``--faiss`` (flat below 200k papers, IVF above),
-  one query and a batch of 100, with the FAISS build time and its recall@10 against exact search. The
-  vectors lie around 2,000 random topic centres (uniformly random vectors have no near neighbours at all,
-  which no approximate index can find); recall on real embeddings should be checked on them.
+
+Search latency at scale (exact, ANN, hybrid, FAISS and numpy beside) is ``benchmarks/collection_scale.py``;
+lexical / dense / hybrid quality is ``benchmarks/hybrid_quality.py``.
 """
 
 from __future__ import annotations
@@ -57,8 +55,8 @@ def _ndcg(collection, backend_task: str = "search") -> dict:
     texts = dict(zip(data.queries["id"], data.queries["text"]))
     encoder = collection.encoder(backend_task)
     emb = encoder([texts[q] for q in qids], role="query")
-    scores, rows = collection.top_k(backend_task, emb, 100)
-    run = {q: {collection.paper(int(r))["id"]: float(s) for s, r in zip(sr, rr)} for q, sr, rr in zip(qids, scores, rows)}
+    run = {q: {h["id"]: float(h["score"]) for h in collection.search(backend_task, vector=v, k=100)}
+           for q, v in zip(qids, emb)}
     m = retrieval_metrics(run, data.qrels, ["ndcg@10", "recall@100"])
     return {k: round(v, 4) for k, v in m.items()}
 
@@ -153,74 +151,11 @@ def memory(work: Path, sizes=(100_000, 300_000, 1_000_000)) -> list[dict]:
     return out
 
 
-# ------------------------------------------------------------------------------------------------- latency
-def _clustered(rng, centers: np.ndarray, rows: int, spread: float) -> np.ndarray:
-    """Unit vectors scattered around random ``centers`` (cosine about 0.7 to their centre at spread 1)."""
-    dim = centers.shape[1]
-    x = centers[rng.integers(0, len(centers), rows)] + spread * rng.standard_normal((rows, dim), dtype=np.float32) / dim ** 0.5
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-
-def _random_collection(folder: Path, n: int, dim: int = 384, shard: int = 100_000) -> np.ndarray:
-    """A collection folder in the format ``scimult-hf encode`` writes, with clustered synthetic unit vectors
-    (topics, as real embeddings have; uniformly random vectors have no neighbours worth the name). Returns
-    the cluster centres."""
-    rng = np.random.default_rng(1)
-    centers = rng.standard_normal((2000, dim), dtype=np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    (folder / "search").mkdir(parents=True)
-    (folder / "papers").mkdir()
-    sizes = []
-    for i, start in enumerate(range(0, n, shard)):
-        rows = min(shard, n - start)
-        np.save(folder / "search" / f"{i:05d}.npy", _clustered(rng, centers, rows, 1.0))
-        (folder / "papers" / f"{i:05d}.jsonl").write_text(
-            "".join(json.dumps({"id": f"p{start + j}", "title": ""}) + "\n" for j in range(rows)))
-        sizes.append(rows)
-    manifest = {"format": 1, "model": "random", "input": {}, "shard_size": shard, "papers": n, "shards": sizes,
-                "tasks": {"search": {"complete": True, "dimension": dim, "similarity": "cosine", "backend": "torch"}}}
-    (folder / "collection.json").write_text(json.dumps(manifest))
-    return centers
-
-
-def latency(work: Path, sizes=(100_000, 1_000_000), reps: int = 5) -> list[dict]:
-    from scimult_hf.corpus import Collection
-
-    out = []
-    rng = np.random.default_rng(2)
-    for n in sizes:
-        folder = work / f"random-{n}"
-        centers = _random_collection(folder, n)
-        c = Collection(folder)
-        row = {"papers": n}
-        t = time.perf_counter()
-        c._faiss("search")
-        row["faiss_build_s"] = round(time.perf_counter() - t, 2)
-        q = _clustered(rng, centers, 100, 1.0)
-        exact = c.top_k("search", q, 10)[1]
-        approx = c.top_k("search", q, 10, use_faiss=True)[1]
-        row["faiss_recall@10"] = round(float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)])), 3)
-        row["faiss_index"] = type(c._faiss("search")).__name__
-        for batch in (1, 100):
-            q = _clustered(rng, centers, batch, 1.0)
-            for name, use_faiss in (("exact", False), ("faiss", True)):
-                c.top_k("search", q, 10, use_faiss=use_faiss)
-                times = []
-                for _ in range(reps):
-                    t = time.perf_counter()
-                    c.top_k("search", q, 10, use_faiss=use_faiss)
-                    times.append(time.perf_counter() - t)
-                row[f"{name}_{batch}q_ms"] = round(1000 * float(np.median(times)), 1)
-        print(row, flush=True)
-        out.append(row)
-    return out
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--memory-child":
         return _memory_child(*sys.argv[2:5])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="throughput,memory,latency")
+    parser.add_argument("--parts", default="throughput,memory")
     parser.add_argument("--model", default=None, help="SciMult folder (default: the offline default model)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
@@ -238,8 +173,6 @@ def main() -> None:
             print(json.dumps(results["throughput"], indent=2), flush=True)
         if "memory" in parts:
             results["memory"] = memory(work)
-        if "latency" in parts:
-            results["latency"] = latency(work)
     if args.out:
         from scimult_hf.environment import environment_record
 

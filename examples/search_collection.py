@@ -1,9 +1,10 @@
 """Encode a collection of papers once, then search it: the Python side of `scimult-hf encode` / `search`.
 
-    python examples/search_collection.py [PAPERS.jsonl] [--index DIR]
+    python examples/search_collection.py [PAPERS.jsonl] [--index DIR|s3://bucket/papers.lance]
 
-Without a file it uses the 468 papers shipped with scimult-hf (S2ORC sample, ODC-By 1.0). The collection
-goes to a temporary folder unless --index names one (a second run with the same folder resumes / reuses it).
+Without a file it uses the 468 papers shipped with scimult-hf (S2ORC sample, ODC-By 1.0). The collection (a Lance
+dataset) goes to a temporary folder unless --index names one (a second run with the same one resumes / reuses it).
+Dense search first, then hybrid (dense + BM25, fused by rank) restricted with a filter on the input's own columns.
 """
 
 import argparse
@@ -27,5 +28,11 @@ with tempfile.TemporaryDirectory() as tmp:
     collection = Collection(index)
     for result in search_papers(collection, ["deep learning for protein structure", "galaxy formation"], k=3):
         print(f"\n## {result['query']}\n")
+        print(table(["rank", "score", "title"], [[h["rank"], h["score"], shorten(h["title"], 80)]
+                                                 for h in result["results"]]))
+    if "labels" in collection.metadata_columns:  # the sample's fields of study; any column of the input works
+        where = "array_has(labels, 'Biology')"
+        result = search_papers(collection, ["bacterial communities in seawater"], k=3, mode="hybrid", where=where)[0]
+        print(f"\n## {result['query']} (hybrid, where {where})\n")
         print(table(["rank", "score", "title"], [[h["rank"], h["score"], shorten(h["title"], 80)]
                                                  for h in result["results"]]))

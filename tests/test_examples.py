@@ -55,11 +55,24 @@ def test_main_command_runs_on_the_shipped_sample_without_shared(tmp_path):
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     transcript = readme.split("$ scimult-hf demo\n", 1)[1].split("```", 1)[0].splitlines()
     real = [line.rstrip() for line in out.splitlines() if line.startswith(("|", "## "))]
-    assert [line for line in transcript if line.startswith(("|", "## "))] == real
+    assert_same_transcript([line for line in transcript if line.startswith(("|", "## "))], real)
     first = [line.split(":")[0] for line in transcript[:3]]
     bar = err.replace("\r", "\n").splitlines()
     assert first == ["model", "note", "encoding corpus for search, link_prediction, classification (468 papers)"]
     assert "468/468" in transcript[2] and any("468/468" in line for line in bar)
+
+
+def assert_same_transcript(shown: list[str], real: list[str]):
+    """The same lines to the letter, but for the last printed digit of a score: float32 sums differ between CPUs
+    by about 1e-5, which moves a score such as 0.30650 to the other side of a rounding boundary."""
+    import re
+
+    number = re.compile(r"\d+\.\d+")
+    assert [number.sub("#", line) for line in shown] == [number.sub("#", line) for line in real]
+    for a, b in zip(shown, real):
+        for x, y in zip(number.findall(a), number.findall(b)):
+            step = 10.0 ** -len(x.split(".")[1])
+            assert abs(float(x) - float(y)) <= step * 1.01 and len(x) == len(y), (a, b)
 
 
 def test_examples_run(tmp_path):

@@ -45,12 +45,15 @@ def _collection_for(model: str) -> Path:
 def _sample_demo(model: str, st, rng: random.Random) -> int:
     """Search, classify and recommend over the 468 shipped S2ORC papers (19 fields of study)."""
     from .corpus import Collection, encode_corpus
+    from .corpus.collection import old_format_error
     from .corpus.commands import classify_papers, recommend_citations, search_papers
     from .sample import sample_labels, sample_papers
 
     folder = _collection_for(model)
     tasks = ["search", "link_prediction", "classification"]
-    encode_corpus(model, sample_papers(), folder, tasks=tasks, shard_size=1000)
+    # a folder an older scimult-hf wrote (.npy shards) is encoded again
+    encode_corpus(model, sample_papers(), folder, tasks=tasks, shard_size=1000,
+                  overwrite=old_format_error(folder) is not None)
     collection = Collection(folder)
     print(f"collection: the shipped sample, {collection.size} S2ORC papers (ODC-By 1.0), encoded in {folder}")
 
@@ -81,7 +84,7 @@ def _sample_demo(model: str, st, rng: random.Random) -> int:
     print(table(["rank", "score", "title"], [[h["rank"], h["score"], shorten(h["title"], 90)] for h in rec["results"]]))
     print("\nYour own papers (JSONL/CSV/parquet with id, title, abstract):\n"
           "  scimult-hf encode --input papers.jsonl --output my-index --task search,link_prediction,classification\n"
-          "  scimult-hf search --index my-index --query \"...\"\n"
+          "  scimult-hf search --index my-index --query \"...\" [--mode hybrid] [--where \"year >= 2020\"]\n"
           "  scimult-hf classify --index my-index --labels labels.jsonl\n"
           "  scimult-hf recommend --index my-index --id PAPER_ID")
     return 0

@@ -15,7 +15,7 @@ from importlib import metadata
 
 #: The distributions whose versions a report names, in the order data flows through them.
 STACK = ("scimult-hf", "torch", "transformers", "sentence-transformers", "tokenizers", "safetensors",
-         "huggingface-hub", "datasets", "accelerate", "kernels", "evaluate", "onnxruntime", "numpy")
+         "huggingface-hub", "datasets", "accelerate", "kernels", "evaluate", "onnxruntime", "pylance", "ray", "faiss-cpu", "numpy")
 
 __all__ = ["STACK", "environment_line", "environment_record", "environment_report", "machine", "metadata_version",
            "peak_rss_mib", "stack_versions"]

@@ -139,13 +139,13 @@ def check_writable(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"the output {path} is a folder; give a file name (e.g. {path / 'results.json'}).")
     parent = path.parent
-    _make_parent(path)
+    make_parent(path)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"cannot write the output {path}: the folder {parent} is not writable.")
     return path
 
 
-def _make_parent(path: Path) -> None:
+def make_parent(path: Path) -> None:
     """Create ``path``'s folder, or say in one line why it cannot be (a file in the way, a read-only disk)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def _make_parent(path: Path) -> None:
 def _stage(path: str | os.PathLike) -> tuple[Path, Path]:
     """The target and a fresh staging name beside it, after clearing dead writers' leftovers of it."""
     path = Path(path)
-    _make_parent(path)
+    make_parent(path)
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write the output {path}: the folder {path.parent} is not writable (read-only "
                           "or another user's). Choose another output path.")

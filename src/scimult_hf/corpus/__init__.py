@@ -2,9 +2,10 @@
 
 * :mod:`.reader` - papers from JSONL / CSV / parquet, streamed through ``datasets``, checked row by row;
 * :mod:`.encoders` - text to embeddings for one task (PyTorch or ONNX Runtime);
-* :mod:`.writer` - ``encode_corpus``: sharded, atomic, resumable, one share of the shards per process;
-* :mod:`.collection` - :class:`Collection`, a finished folder read shard by shard (top-k through
-  :mod:`scimult_hf.retrieval.search`);
+* :mod:`.store` - the collection is a Lance dataset (a folder or an object-store URI) and its run record;
+* :mod:`.writer` - ``encode_corpus``: a commit per shard (resumable, several processes), atomic replacement;
+* :mod:`.ray_engine` - ``encode_with_ray``: the same collection written by Ray Data workers (a cluster);
+* :mod:`.collection` - :class:`Collection`: dense (exact or IVF-PQ), lexical (BM25) and hybrid search, filters;
 * :mod:`.commands` - search, classify and recommend over a collection; :mod:`.display` - tables;
 * :mod:`.cli` - ``scimult-hf encode``, ``search``, ``classify`` and ``recommend``.
 """
@@ -19,5 +20,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         "encoders": ["BACKENDS", "Encoder", "load_encoder"],
         "collection": ["Collection", "CollectionError"],
         "writer": ["encode_corpus"],
+        "ray_engine": ["encode_with_ray"],
     },
 )

@@ -224,7 +224,7 @@ class Collection:
             nearest["nprobes"] = nprobes
         nearest["refine_factor"] = refine_factor if refine_factor is not None else 10
         table = self._scan(nearest=nearest, filter=self._filter(where, exclude), prefilter=True,
-                           columns=list(columns))
+                           columns=[*columns, "_distance"])
         hits = table.to_pylist()
         for h in hits:
             h["score"] = 1.0 - h.pop("_distance")
@@ -237,7 +237,7 @@ class Collection:
             raise CollectionError(f"{self.uri} has no full-text index; build it with "
                                   "`Collection(...).build_indexes()` (encode builds it when it finishes).")
         table = self._scan(full_text_query=text, filter=self._filter(where, exclude), prefilter=True, limit=k,
-                           columns=list(columns))
+                           columns=[*columns, "_score"])
         hits = table.to_pylist()
         for h in hits:
             h["score"] = h.pop("_score")

@@ -21,11 +21,12 @@ from pathlib import Path
 from ..errors import InputError, MissingDependencyError
 from ..text import paper_text
 from .reader import Columns, PaperFile
-from .store import is_remote, open_dataset, read_record, require_lance, uri_of
+from .store import is_remote, open_dataset, read_record, require_lance
 from .writer import (
     _finish,
     _next_uri,
     _prepare,
+    check_destination,
     embed_papers,
     load_encoders,
     run_record,
@@ -135,7 +136,7 @@ def encode_with_ray(
     tasks = list(dict.fromkeys(tasks))
     papers = PaperFile(input, columns)
     total = papers.check()  # the whole input, before any model loads
-    uri = uri_of(output)
+    uri = check_destination(output, papers, model, overwrite)
     device = "cuda" if gpus_per_worker else "cpu"
     encoders, same_as = load_encoders(model, tasks, backend=backend, device="cpu", dtype=None,
                                       batch_size=batch_size, prompt_name=prompt_name)

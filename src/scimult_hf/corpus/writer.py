@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from ..defaults import model_stamp
 from ..errors import InputError
-from ..io import check_output, replace_directory
+from ..io import check_output, make_parent, replace_directory
 from .collection import build_indexes, old_format_error
 from .reader import Columns, PaperFile
 from .store import (
@@ -281,11 +281,7 @@ def encode_corpus(
         raise InputError("name at least one task (--task).")
     papers = PaperFile(input, columns)
     total = papers.check()  # the whole input, before the model loads: a bad line stops now, not after hours
-    uri = uri_of(output)
-    if not is_remote(uri):
-        check_output(uri, [papers.path, model if Path(model).exists() else None], overwrite=True)
-        if not overwrite and (old := old_format_error(Path(uri))) is not None:
-            raise old
+    uri = check_destination(output, papers, model, overwrite)
     import torch
 
     # accelerate treats CPU processes under torchrun as distributed only when asked to (cpu=True).
@@ -323,6 +319,18 @@ def encode_corpus(
     if state.is_main_process:
         _finish(uri, work, staged, total, shard_size, bool(added), storage_options)
     state.wait_for_everyone()
+    return uri
+
+
+def check_destination(output, papers: PaperFile, model, overwrite: bool) -> str:
+    """The output's URI, after refusing (before any model loads) a local output that would destroy an input, that
+    sits under a file, or that an older scimult-hf wrote (without ``overwrite``)."""
+    uri = uri_of(output)
+    if not is_remote(uri):
+        check_output(uri, [papers.path, model if Path(model).exists() else None], overwrite=True)
+        make_parent(Path(uri))  # a file where a folder should be: one line now, not Lance's error later
+        if not overwrite and (old := old_format_error(Path(uri))) is not None:
+            raise old
     return uri
 
 

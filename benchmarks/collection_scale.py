@@ -1,0 +1,242 @@
+"""The collection at scale: a Lance dataset of N papers, searched exact, through its ANN index and hybrid, with
+the same vectors through FAISS (flat and IVF) and numpy beside it.
+
+    python benchmarks/collection_scale.py --papers 100000 1000000     # about 25 minutes on 2 CPU cores
+    python benchmarks/collection_scale.py --papers 10000000 --no-numpy  # 10M: 15 GB of vectors on disk
+
+Each size runs in a fresh process (peak memory is its own). The vectors are synthetic, 384-dimensional unit
+vectors around 2,000 random topic centres (uniformly random vectors have no near neighbours worth the name);
+each paper has a year, a venue and a 24-word text from a Zipf vocabulary of 30,000 words, for the filter and the
+full-text index. The collection is written in chunks of 100,000 (one commit each) as ``encode`` writes it, so
+memory while writing does not grow with N.
+
+Per size: write time, disk size, index build times (IVF-PQ, full-text), peak memory; p50 / p99 latency of one
+top-10 query (exact, ANN at several ``nprobes``, ANN with a ``year`` filter, lexical, hybrid) and recall@10
+against exact search; FAISS ``IndexFlatIP`` and ``IndexIVFFlat`` (sqrt(N) lists) and a numpy matrix product on
+the same vectors, for the same queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM, CENTRES, CHUNK = 384, 2000, 100_000
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _clustered(rng, centres: np.ndarray, rows: int) -> np.ndarray:
+    x = centres[rng.integers(0, len(centres), rows)] + rng.standard_normal((rows, DIM), dtype=np.float32) / DIM ** 0.5
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _texts(rng, rows: int, vocab: int = 30_000, words: int = 24) -> list[str]:
+    ids = np.minimum(rng.zipf(1.3, size=(rows, words)), vocab)
+    return [" ".join(f"w{j}" for j in row) for row in ids]
+
+
+def _stats(times: list[float]) -> dict:
+    ms = 1000 * np.asarray(times)
+    return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+
+
+def _timed(fn, queries) -> tuple[list, dict]:
+    fn(queries[0])  # warm
+    out, times = [], []
+    for q in queries:
+        t = time.perf_counter()
+        out.append(fn(q))
+        times.append(time.perf_counter() - t)
+    return out, _stats(times)
+
+
+def _recall(approx: list[list[str]], exact: list[list[str]]) -> float:
+    return round(float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact)])), 4)
+
+
+def child(n: int, work: Path, queries: int, use_numpy: bool, use_faiss: bool) -> dict:
+    import lance
+    import pyarrow as pa
+
+    from scimult_hf.corpus.collection import RRF_K, _sub_vectors, reciprocal_rank_fusion
+    from scimult_hf.environment import peak_rss_mib
+
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((CENTRES, DIM), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    uri = os.fspath(work / f"c{n}")
+    row: dict = {"papers": n}
+    t = time.perf_counter()
+    keep = [] if (use_numpy or use_faiss) else None
+    for start in range(0, n, CHUNK):
+        rows = min(CHUNK, n - start)
+        vectors = _clustered(rng, centres, rows)
+        if keep is not None:
+            keep.append(vectors)
+        table = pa.table({
+            "id": [f"p{start + i}" for i in range(rows)],
+            "year": rng.integers(1990, 2026, rows).astype(np.int32),
+            "venue": pa.array(rng.choice(["Nature", "Cell", "Science", "PLOS ONE"], rows)),
+            "text": _texts(rng, rows),
+            "vector_search": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), DIM),
+        })
+        lance.write_dataset(table, uri, mode="append" if start else "create", max_rows_per_file=1 << 22)
+    row["write_s"] = round(time.perf_counter() - t, 1)
+    row["write_peak_rss_mib"] = round(peak_rss_mib())
+    ds = lance.dataset(uri)
+    t = time.perf_counter()
+    ds.create_index("vector_search", index_type="IVF_PQ", metric="dot", num_partitions=int(n ** 0.5),
+                    num_sub_vectors=_sub_vectors(DIM))
+    row["ivf_pq_build_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    ds.create_scalar_index("text", index_type="INVERTED", base_tokenizer="simple", lower_case=True, stem=False,
+                           remove_stop_words=False, with_position=False)
+    row["fts_build_s"] = round(time.perf_counter() - t, 1)
+    ds.create_scalar_index("year", index_type="BTREE")
+    ds = lance.dataset(uri)
+    row["disk_mib"] = round(sum(f.stat().st_size for f in Path(uri).rglob("*") if f.is_file()) / 2 ** 20)
+
+    qv = _clustered(np.random.default_rng(7), centres, queries)
+    qt = [" ".join(t.split()[:4]) for t in _texts(np.random.default_rng(8), queries)]
+
+    def dense(q, *, exact=False, nprobes=None, where=None, refine=10):
+        nearest = {"column": "vector_search", "q": q, "k": 10, "metric": "dot", "use_index": not exact,
+                   "refine_factor": refine}
+        if nprobes:
+            nearest["nprobes"] = nprobes
+        return ds.to_table(nearest=nearest, columns=["id"], filter=where, prefilter=True).column("id").to_pylist()
+
+    exact, row["exact"] = _timed(lambda q: dense(q, exact=True), qv)
+    row["ann"] = {}
+    for nprobes in (8, 16, 32, 64):
+        approx, stats = _timed(lambda q, p=nprobes: dense(q, nprobes=p), qv)
+        row["ann"][nprobes] = {**stats, "recall@10": _recall(approx, exact)}
+    where = "year >= 2020"
+    exact_f, _ = _timed(lambda q: dense(q, exact=True, where=where), qv[: max(10, queries // 5)])
+    approx_f, stats = _timed(lambda q: dense(q, nprobes=32, where=where), qv[: max(10, queries // 5)])
+    row["ann_filtered"] = {**stats, "recall@10": _recall(approx_f, exact_f), "where": where}
+
+    def lexical(text):
+        return ds.to_table(full_text_query=text, columns=["id"], limit=100).column("id").to_pylist()
+
+    _, row["lexical"] = _timed(lexical, qt)
+
+    def hybrid(pair):
+        v, text = pair
+        d = ds.to_table(nearest={"column": "vector_search", "q": v, "k": 100, "metric": "dot", "nprobes": 32,
+                                 "refine_factor": 10}, columns=["id"]).column("id").to_pylist()
+        return reciprocal_rank_fusion([d, lexical(text)], k=RRF_K)[:10]
+
+    _, row["hybrid"] = _timed(hybrid, list(zip(qv, qt)))
+
+    if keep is not None:
+        matrix = np.concatenate(keep)
+        del keep
+        ids = np.array([f"p{i}" for i in range(n)])
+        if use_numpy:
+            def numpy_top(q):
+                s = matrix @ q
+                top = np.argpartition(-s, 10)[:10]
+                return ids[top[np.argsort(-s[top])]].tolist()
+
+            got, row["numpy"] = _timed(numpy_top, qv)
+            row["numpy"]["recall@10"] = _recall(got, exact)
+        if use_faiss:
+            import faiss
+
+            t = time.perf_counter()
+            flat = faiss.IndexFlatIP(DIM)
+            flat.add(matrix)
+            flat_s = time.perf_counter() - t
+            got, stats = _timed(lambda q: ids[flat.search(q[None], 10)[1][0]].tolist(), qv)
+            row["faiss_flat"] = {**stats, "build_s": round(flat_s, 1), "recall@10": _recall(got, exact)}
+            t = time.perf_counter()
+            nlist = int(n ** 0.5)
+            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(DIM), DIM, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf.train(matrix[np.linspace(0, n - 1, min(n, 50 * nlist)).astype(np.int64)])
+            ivf.add(matrix)
+            ivf.nprobe = 16
+            ivf_s = time.perf_counter() - t
+            got, stats = _timed(lambda q: ids[ivf.search(q[None], 10)[1][0]].tolist(), qv)
+            row["faiss_ivf"] = {**stats, "build_s": round(ivf_s, 1), "recall@10": _recall(got, exact), "nprobe": 16}
+    row["peak_rss_mib"] = round(peak_rss_mib())
+    return row
+
+
+def report(rows: list[dict]) -> str:
+    lines = ["| papers | write s | disk MiB | IVF-PQ build s | FTS build s | exact p50 | ANN p50 / p99 (nprobes) | "
+             "ANN recall@10 | ANN + filter p50 (recall) | lexical p50 | hybrid p50 | numpy p50 | FAISS flat p50 | "
+             "FAISS IVF p50 (recall) | peak RSS MiB |", "|" + "---:|" * 15]
+    for r in rows:
+        best = next((p for p, a in sorted(r["ann"].items(), key=lambda x: int(x[0]))
+                     if a["recall@10"] >= 0.95), max(r["ann"], key=lambda p: int(p)))
+        a = r["ann"][best]
+        get = lambda k, f="p50_ms": r[k][f] if k in r else "-"  # noqa: E731
+        ivf = f"{r['faiss_ivf']['p50_ms']} ({r['faiss_ivf']['recall@10']})" if "faiss_ivf" in r else "-"
+        lines.append(f"| {r['papers']:,} | {r['write_s']} | {r['disk_mib']:,} | {r['ivf_pq_build_s']} | "
+                     f"{r['fts_build_s']} | {r['exact']['p50_ms']} | {a['p50_ms']} / {a['p99_ms']} ({best}) | "
+                     f"{a['recall@10']} | {r['ann_filtered']['p50_ms']} ({r['ann_filtered']['recall@10']}) | "
+                     f"{r['lexical']['p50_ms']} | {r['hybrid']['p50_ms']} | {get('numpy')} | {get('faiss_flat')} | "
+                     f"{ivf} | {r['peak_rss_mib']:,} |")
+    return "\n".join(lines)
+
+
+def goals(rows: list[dict]) -> list[str]:
+    out = []
+    for n, ms in ((1_000_000, 10), (10_000_000, 20)):
+        r = next((r for r in rows if r["papers"] == n), None)
+        if r is None:
+            out.append(f"- {n:,} papers ≤ {ms} ms p50 at recall@10 ≥ 0.95: **not run**")
+            continue
+        ok = [a for a in r["ann"].values() if a["recall@10"] >= 0.95 and a["p50_ms"] <= ms]
+        best = min(r["ann"].values(), key=lambda a: (a["recall@10"] < 0.95, a["p50_ms"]))
+        out.append(f"- {n:,} papers ≤ {ms} ms p50 at recall@10 ≥ 0.95: {best['p50_ms']} ms at "
+                   f"{best['recall@10']}: **{'met' if ok else 'not met'}**")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--papers", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--no-numpy", action="store_true")
+    parser.add_argument("--no-faiss", action="store_true")
+    parser.add_argument("--work", default=None, help="folder for the datasets (default: a temporary one)")
+    parser.add_argument("--output", default=os.fspath(RESULTS / "collection_scale"))
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        row = child(args.child, Path(args.work), args.queries, not args.no_numpy, not args.no_faiss)
+        print("RESULT " + json.dumps(row), flush=True)
+        return
+    rows = []
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        for n in args.papers:
+            argv = [sys.executable, __file__, "--child", str(n), "--work", tmp, "--queries", str(args.queries)]
+            argv += ["--no-numpy"] * args.no_numpy + ["--no-faiss"] * args.no_faiss
+            proc = subprocess.run(argv, capture_output=True, text=True)
+            if proc.returncode:
+                sys.exit(f"{n:,} papers failed:\n{proc.stderr[-3000:]}")
+            rows.append(json.loads(proc.stdout.split("RESULT ", 1)[1]))
+            print(json.dumps(rows[-1]), flush=True)
+            for item in Path(tmp).iterdir():
+                __import__("shutil").rmtree(item, ignore_errors=True)
+    from scimult_hf.environment import environment_line, environment_record
+
+    text = "\n".join([report(rows), "", *goals(rows), "", environment_line()])
+    print(text)
+    Path(args.output + ".md").write_text(text + "\n", encoding="utf-8")
+    Path(args.output + ".json").write_text(json.dumps({"rows": rows, "environment": environment_record()},
+                                                      indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
