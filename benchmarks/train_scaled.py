@@ -67,24 +67,26 @@ VARIANTS = ["plain", "vanilla", "moe-ffn", "moe-attention", "instruction", "moe-
 MOE = [v for v in VARIANTS if v.startswith("moe")]
 
 
-def recipe(data_dir: Path) -> dict:
-    """The mixture: every train split of the trained sets, weight 1."""
+def recipe(data_dir: Path, temperature: float | None = None) -> dict:
+    """The mixture: every train split of the trained sets, weight 1; a temperature samples each task's sets by
+    ``n ** temperature`` (``--temperature``; see :mod:`scimult_hf.training.recipe`)."""
     from scimult_hf.training.recipe import parse_recipe
 
     tasks: dict[str, list] = {}
     for key, (_, task, trained) in SETS.items():
         if trained:
             tasks.setdefault(task, []).append({"data": str(data_dir / key)})
-    return parse_recipe({"tasks": tasks})
+    return parse_recipe({"tasks": tasks, "temperature": temperature})
 
 
-def training_data(data_dir: Path, miner, negatives: int, seed: int, max_length: int | None = None):
+def training_data(data_dir: Path, miner, negatives: int, seed: int, max_length: int | None = None,
+                  temperature: float | None = None):
     from scimult_hf.training import mine_hard_negatives
     from scimult_hf.training.recipe import mixture_data
 
     mine = ((lambda d: mine_hard_negatives(miner, d, negatives, show_progress_bar=True, max_length=max_length))
             if negatives else None)
-    return mixture_data(recipe(data_dir), mine=mine, seed=seed)
+    return mixture_data(recipe(data_dir, temperature), mine=mine, seed=seed)
 
 
 def variant_folder(out: Path, variant: str, seed: int, seeds: int) -> Path:
@@ -275,6 +277,8 @@ def main() -> int:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-steps", type=int, default=150, help="steps per variant (-1: --epochs)")
     parser.add_argument("--sampler", default="round_robin", choices=["round_robin", "proportional"])
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sample each task's sets by n ** T (0: equal shares, 1: by size; default: by size)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--init-pull", type=float, default=0.5, help="moe-ffn-pull's L2 pull toward the start")
@@ -322,7 +326,7 @@ def main() -> int:
     t0 = time.perf_counter()
     miner = load_sentence_transformer(str(base), device=args.device)  # the base model mines for everyone
     miner.max_seq_length = args.max_seq_length
-    data = training_data(data_dir, miner, args.negatives, args.seed, args.mining_max_length)
+    data = training_data(data_dir, miner, args.negatives, args.seed, args.mining_max_length, args.temperature)
     del miner
     run["timings_s"]["mining"] = round(time.perf_counter() - t0, 1)
     run["pairs"] = {task: len(d.pairs) for task, d in data.items()}

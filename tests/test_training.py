@@ -490,8 +490,34 @@ def test_a_recipe_mixes_sets_by_weight_with_label_negatives(shared_dir, tmp_path
     assert [s["weight"] for s in mixed.source["mixture"]] == [0.5, 0.1]
 
 
+def test_a_temperature_gives_a_small_set_its_share_and_a_cap_bounds_a_set(shared_dir):
+    """unarXive's citations (29 papers) beside SYNERGY's in link prediction: by size 7 % of the task; with a
+    temperature α its share is n ** α over the sum (α = 0: equal), the task keeping its total; a cap bounds a set."""
+    from scimult_hf.training.data import load_task_data
+    from scimult_hf.training.recipe import mixture_data, parse_recipe
+
+    paths = [str(shared_dir / "data" / name) for name in ("synergy-cites", "unarxive-cites")]
+    sizes = [len(load_task_data(path, "link_prediction").pairs) for path in paths]
+    assert sizes[1] < sizes[0] / 10  # 1,146 pairs against 14,043
+
+    def rows(**recipe):
+        sets = [{"data": path, **extra} for path, extra in zip(paths, recipe.pop("extra", [{}, {}]))]
+        mixed = mixture_data(parse_recipe({"tasks": {"link_prediction": sets}, **recipe}))["link_prediction"]
+        assert len(mixed.pairs) == len(mixed.anchor_ids)
+        return [sum(a.startswith(f"{i}:") for a in mixed.anchor_ids) for i in range(2)]
+
+    assert rows() == sizes == rows(temperature=1)
+    for alpha in (0.5, 0):
+        got, shares = rows(temperature=alpha), [n ** alpha for n in sizes]
+        assert abs(got[1] - sum(sizes) * shares[1] / sum(shares)) <= 1 and abs(sum(got) - sum(sizes)) <= 2, got
+    assert abs(rows(temperature=0)[0] - rows(temperature=0)[1]) <= 1
+    assert rows(extra=[{"cap": 500}, {}]) == [500, sizes[1]]
+
+
 @pytest.mark.parametrize(("recipe", "message"), [
     ({"task": {}}, '"tasks"'),
+    ({"tasks": {"search": [{"data": "x"}]}, "temperature": 2}, "temperature must be a number from 0"),
+    ({"tasks": {"search": [{"data": "x", "cap": 0}]}}, "cap must be a whole number of pairs > 0"),
     ({"tasks": {"search": [{"data": "x", "weight": 0}]}}, "weight must be a positive number"),
     ({"tasks": {"search": []}}, "non-empty list"),
     ({"tasks": {"search": [{"data": "x"}]}, "negatives": 3}, "unknown recipe keys ['negatives']"),

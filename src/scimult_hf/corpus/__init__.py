@@ -5,7 +5,7 @@
 * :mod:`.store` - the collection is a Lance dataset (a folder or an object-store URI) and its run record;
 * :mod:`.writer` - ``encode_corpus``: a commit per shard (resumable, several processes), atomic replacement;
 * :mod:`.ray_engine` - ``encode_with_ray``: the same collection written by Ray Data workers (a cluster);
-* :mod:`.collection` - :class:`Collection`: dense (exact or IVF-PQ), lexical (BM25) and hybrid search, filters;
+* :mod:`.collection` - :class:`Collection`: dense (exact or IVF), lexical (BM25) and hybrid search, filters;
 * :mod:`.commands` - search, classify and recommend over a collection; :mod:`.display` - tables;
 * :mod:`.cli` - ``scimult-hf encode``, ``search``, ``classify`` and ``recommend``.
 """

@@ -5,7 +5,7 @@ through the dataset's own indexes:
 
 * ``dense``: nearest neighbours of a query embedding in the task's vector column, by dot product (the
   cosine for a cosine model: the rows are unit length). Exact (a flat scan) until the collection has an ANN
-  index (built from :data:`ANN_FROM` papers: IVF-PQ with a refine step over the exact vectors);
+  index (built from :data:`ANN_FROM` papers: :data:`ANN_INDEX`, chosen by ``benchmarks/collection_scale.py``);
 * ``lexical``: BM25 over ``text`` (title and abstract) through the full-text index;
 * ``hybrid``: reciprocal rank fusion of the two lists (each :data:`HYBRID_DEPTH` deep).
 
@@ -36,11 +36,19 @@ from .store import (
     vector_column,
 )
 
-__all__ = ["ANN_FROM", "HYBRID_DEPTH", "MODES", "RRF_K", "Collection", "CollectionError", "old_format_error",
-           "quote", "reciprocal_rank_fusion"]
+__all__ = ["ANN_FROM", "ANN_INDEX", "HYBRID_DEPTH", "MODES", "NPROBES", "RRF_K", "Collection", "CollectionError",
+           "nearest_query", "old_format_error", "quote", "reciprocal_rank_fusion"]
 
-#: From this many papers a collection gets an approximate (IVF-PQ) index per task; below it search is exact.
+#: From this many papers a collection gets an approximate index per task; below it search is exact.
 ANN_FROM = 100_000
+#: The approximate index: IVF with sqrt(N) lists over the float32 vectors themselves (no quantization, so no
+#: refine step). Measured on 1M clustered 384-d vectors (``benchmarks/collection_scale.py --index-types``):
+#: IVF_FLAT 8.3 ms p50 at recall@10 0.98 (16 lists probed); IVF_PQ (48 codes) 7.6 ms at 0.84 with a refine
+#: factor of 10 and 14.1 ms at 0.99 with 50; IVF_SQ and IVF_HNSW_SQ slower at the same recall. It costs a copy of
+#: the vectors on disk (2x the vector column).
+ANN_INDEX = "IVF_FLAT"
+#: Lists probed at least per query; Lance probes more when a filter leaves fewer than ``k`` candidates.
+NPROBES = 16
 #: How deep each of the two lists goes before reciprocal rank fusion.
 HYBRID_DEPTH = 100
 #: The constant of reciprocal rank fusion: a hit at rank r adds 1 / (RRF_K + r).
@@ -219,10 +227,7 @@ class Collection:
         if query.shape[0] != info["dimension"]:
             raise InputError(f"the query embedding has {query.shape[0]} dimensions, the collection "
                              f"{info['dimension']}: encode it with the collection's model.")
-        nearest = {"column": vector_column(task), "q": query, "k": k, "metric": "dot", "use_index": not exact}
-        if nprobes is not None:
-            nearest["nprobes"] = nprobes
-        nearest["refine_factor"] = refine_factor if refine_factor is not None else 10
+        nearest = nearest_query(vector_column(task), query, k, exact=exact, nprobes=nprobes, refine_factor=refine_factor)
         table = self._scan(nearest=nearest, filter=self._filter(where, exclude), prefilter=True,
                            columns=[*columns, "_distance"])
         hits = table.to_pylist()
@@ -302,9 +307,9 @@ class Collection:
     # -- indexes ------------------------------------------------------------------------------------------------
 
     def build_indexes(self, *, ann_from: int = ANN_FROM, replace: bool = False) -> dict[str, str]:
-        """The full-text index on ``text``, a B-tree on ``id`` and, from ``ann_from`` papers, an IVF-PQ index per
-        task (what :meth:`search` then uses). Returns :meth:`indexes`."""
-        build_indexes(self.dataset, self.tasks, self.record["tasks"], ann_from=ann_from, replace=replace)
+        """The full-text index on ``text``, a B-tree on ``id`` and, from ``ann_from`` papers, an :data:`ANN_INDEX`
+        index per task (what :meth:`search` then uses). Returns :meth:`indexes`."""
+        build_indexes(self.dataset, self.tasks, ann_from=ann_from, replace=replace)
         self.dataset = open_dataset(self.uri, self.storage_options)
         return self.indexes()
 
@@ -318,8 +323,19 @@ def _vectors(column) -> np.ndarray:
     return np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, width)
 
 
-def build_indexes(dataset, tasks: Sequence[str], info: dict, *, ann_from: int = ANN_FROM,
-                  replace: bool = False) -> None:
+def nearest_query(column: str, query: np.ndarray, k: int, *, exact: bool = False, nprobes: int | None = None,
+                  refine_factor: int | None = None) -> dict:
+    """Lance's ``nearest`` for the top ``k`` by dot product: through the column's index unless ``exact``, probing at
+    least ``nprobes`` lists (default :data:`NPROBES`; more when a filter needs them), re-ranked over the exact
+    vectors when a ``refine_factor`` is given (only a quantized index needs it)."""
+    nearest = {"column": column, "q": query, "k": k, "metric": "dot", "use_index": not exact,
+               "minimum_nprobes": NPROBES if nprobes is None else nprobes}
+    if refine_factor is not None:
+        nearest["refine_factor"] = refine_factor
+    return nearest
+
+
+def build_indexes(dataset, tasks: Sequence[str], *, ann_from: int = ANN_FROM, replace: bool = False) -> None:
     """What :meth:`Collection.build_indexes` builds, on an open dataset."""
     have = index_kinds(dataset)
     if replace or "text" not in have:
@@ -335,9 +351,8 @@ def build_indexes(dataset, tasks: Sequence[str], info: dict, *, ann_from: int = 
         column = vector_column(task)
         if column in have and not replace:
             continue
-        dim = int(info[task]["dimension"])
-        dataset.create_index(column, index_type="IVF_PQ", metric="dot", replace=True,
-                             num_partitions=max(1, int(rows ** 0.5)), num_sub_vectors=_sub_vectors(dim))
+        dataset.create_index(column, index_type=ANN_INDEX, metric="dot", replace=True,
+                             num_partitions=max(1, int(rows ** 0.5)))
 
 
 def index_kinds(dataset) -> dict[str, str]:
@@ -348,11 +363,3 @@ def index_kinds(dataset) -> dict[str, str]:
         kind = idx.type_url.rsplit(".", 1)[-1].removesuffix("IndexDetails").removesuffix("Details")
         kinds[idx.field_names[0]] = kind or idx.name
     return kinds
-
-
-def _sub_vectors(dim: int) -> int:
-    """PQ sub-vectors: 8 dimensions each (48 for MiniLM's 384), or the largest divisor of ``dim`` below that."""
-    for width in (8, 4, 2, 1):
-        if dim % width == 0:
-            return dim // width
-    return dim

@@ -170,7 +170,7 @@ def encode_with_ray(
         resources = {"num_gpus": gpus_per_worker} if gpus_per_worker else {"num_cpus": 1}
         stream = _read(ray, os.fspath(papers.path)).map_batches(
             _Embedder, fn_constructor_kwargs=kwargs, batch_size=shard_size, batch_format="pyarrow",
-            concurrency=workers, **resources)
+            compute=ray.data.ActorPoolStrategy(size=workers), **resources)
         with tqdm(total=left, desc=f"encoding corpus on Ray ({workers} workers)", unit="paper",
                   disable=not show_progress_bar) as bar:
             for batch in stream.iter_batches(batch_format="pyarrow", batch_size=None):

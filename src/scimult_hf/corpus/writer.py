@@ -241,8 +241,7 @@ def _replace(work: str, uri: str, storage_options) -> None:
     dataset = lance.write_dataset(staged.scanner(), uri, schema=staged.schema, mode="overwrite",
                                   storage_options=storage_options)
     write_record(dataset, read_record(staged))
-    build_indexes(lance.dataset(uri, storage_options=storage_options), list(read_record(staged)["tasks"]),
-                  read_record(staged)["tasks"])
+    build_indexes(lance.dataset(uri, storage_options=storage_options), list(read_record(staged)["tasks"]))
     delete_dataset(work, storage_options)
 
 
@@ -374,7 +373,7 @@ def _finish(uri, work, staged, total, shard_size, reindex, storage_options, *, b
             record["tasks"][task]["complete"] = True
         record["papers"] = rows
         write_record(dataset, record)
-    build_indexes(open_dataset(work, storage_options), list(record["tasks"]), record["tasks"], replace=reindex)
+    build_indexes(open_dataset(work, storage_options), list(record["tasks"]), replace=reindex)
     if staged:  # the new collection is complete: only now does it replace the old one
         _replace(work, uri, storage_options)
 

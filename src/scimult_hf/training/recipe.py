@@ -10,7 +10,8 @@ and that the run records in ``training.json`` and its card::
         "classification": [{"data": "../shared/data/ohsumed23", "weight": 0.5},
                            {"data": "../shared/data/arxiv-cats"}, {"data": "../shared/data/synergy-mesh"}]
       },
-      "label_negatives": 2
+      "label_negatives": 2,
+      "temperature": 0.5
     }
 
 ``data`` is any training source :func:`~scimult_hf.training.data.load_task_data` reads (a BEIR folder, a
@@ -20,10 +21,19 @@ classification pair that many labels of its set that are not the paper's own as 
 such as 873 MeSH descriptors, needs label-side negatives: a batch holds only a few dozen of its labels).
 Hard negatives mined with a model (``--negatives``) replace them.
 
+``temperature`` (α, from 0 to 1; off by default) samples the sets of each task by size with a temperature, as
+multilingual and multi-task training does: set *i* of a task gets a share of the task's pairs proportional to
+``weight_i * n_i ** α`` (n: its pairs), the task keeping its total. α = 1 is by size (what no temperature
+gives), α = 0 gives every set an equal share (a 29-paper set as much as a 15,000-pair one), α = 0.5 is between.
+Small sets are repeated to reach their share, large ones subsampled. ``cap`` on a set bounds its pairs after
+that. Across tasks, ``--sampler`` decides (round robin or proportional).
+
 Examples:
     >>> recipe = parse_recipe({"tasks": {"search": [{"data": "scifact", "weight": 2}]}})
-    >>> recipe["tasks"]["search"][0]["weight"], recipe["label_negatives"]
-    (2.0, 0)
+    >>> recipe["tasks"]["search"][0]["weight"], recipe["label_negatives"], recipe["temperature"]
+    (2.0, 0, None)
+    >>> [round(w, 3) for w in set_weights([15000, 30], [1.0, 1.0], temperature=0.5)]  # the small set repeated
+    [0.959, 21.446]
 """
 
 from __future__ import annotations
@@ -36,16 +46,17 @@ from pathlib import Path
 from ..errors import InputError, json_error_text
 from .data import TaskData, load_task_data
 
-__all__ = ["load_recipe", "mixture_data", "parse_recipe"]
+__all__ = ["load_recipe", "mixture_data", "parse_recipe", "set_weights"]
 
 
 def parse_recipe(raw: dict, base: Path | None = None) -> dict:
-    """A checked recipe: ``{"tasks": {task: [{"data", "weight", "split"}]}, "label_negatives": int}``."""
+    """A checked recipe: ``{"tasks": {task: [{"data", "weight", "split", "cap"}]}, "label_negatives": int,
+    "temperature": float | None}``."""
     if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), dict) or not raw["tasks"]:
         raise InputError('a recipe is a JSON object with "tasks": {task: [{"data": PATH, "weight": W}, ...]}.')
-    unknown = sorted(set(raw) - {"tasks", "label_negatives"})
+    unknown = sorted(set(raw) - {"tasks", "label_negatives", "temperature"})
     if unknown:
-        raise InputError(f"unknown recipe keys {unknown}; a recipe has tasks and label_negatives.")
+        raise InputError(f"unknown recipe keys {unknown}; a recipe has tasks, label_negatives and temperature.")
     tasks = {}
     for task, sets in raw["tasks"].items():
         if not isinstance(sets, list) or not sets:
@@ -57,14 +68,25 @@ def parse_recipe(raw: dict, base: Path | None = None) -> dict:
             weight = entry.get("weight", 1)
             if not isinstance(weight, (int, float)) or weight <= 0:
                 raise InputError(f"recipe task {task!r}, set {i + 1}: weight must be a positive number, got {weight!r}.")
+            cap = entry.get("cap")
+            if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0):
+                raise InputError(f"recipe task {task!r}, set {i + 1}: cap must be a whole number of pairs > 0, "
+                                 f"got {cap!r}.")
             path = Path(entry["data"])
             if base is not None and not path.is_absolute():
                 path = base / path
-            tasks[task].append({"data": os.fspath(path), "weight": float(weight), "split": entry.get("split", "train")})
+            tasks[task].append({"data": os.fspath(path), "weight": float(weight), "split": entry.get("split", "train"),
+                                "cap": cap})
     label_negatives = raw.get("label_negatives", 0)
     if not isinstance(label_negatives, int) or label_negatives < 0:
         raise InputError(f"recipe label_negatives must be a whole number >= 0, got {label_negatives!r}.")
-    return {"tasks": tasks, "label_negatives": label_negatives}
+    temperature = raw.get("temperature")
+    if temperature is not None and (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                                    or not 0 <= temperature <= 1):
+        raise InputError(f"recipe temperature must be a number from 0 (every set an equal share) to 1 (by size), "
+                         f"got {temperature!r}.")
+    return {"tasks": tasks, "label_negatives": label_negatives,
+            "temperature": None if temperature is None else float(temperature)}
 
 
 def load_recipe(path: str | os.PathLike) -> dict:
@@ -77,6 +99,19 @@ def load_recipe(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({json_error_text(err)} of line {err.lineno}).") from None
     return parse_recipe(raw, path.parent)
+
+
+def set_weights(sizes: list[int], weights: list[float], temperature: float | None = None,
+                caps: list[int | None] | None = None) -> list[float]:
+    """What each set's pairs are multiplied by in its task: ``weights`` as given without a temperature; with one
+    (α), set *i*'s share of the task's pairs is ``weights_i * sizes_i ** α`` over the sum, the task's total kept;
+    then each ``caps_i`` bounds its pairs."""
+    if temperature is None:
+        out = list(weights)
+    else:
+        raw = [w * n ** temperature for w, n in zip(weights, sizes)]
+        out = [sum(sizes) * r / sum(raw) / n for r, n in zip(raw, sizes)]
+    return [min(w, cap / n) if cap else w for w, n, cap in zip(out, sizes, caps or [None] * len(sizes))]
 
 
 def _weighted(data: TaskData, weight: float, seed: int) -> TaskData:
@@ -115,17 +150,19 @@ def _label_negatives(data: TaskData, count: int, seed: int) -> TaskData:
 
 def mixture_data(recipe: dict, mine=None, seed: int = 0) -> dict[str, TaskData]:
     """Each task's pairs from its sets: read (all checked first), mined with ``mine(data)`` when given (per set:
-    each set is its own candidate pool), else given label negatives, weighted, then put together."""
+    each set is its own candidate pool), else given label negatives, weighted (:func:`set_weights`: the recipe's
+    weights, temperature and caps), then put together."""
     from datasets import concatenate_datasets
 
     loaded = {task: [(entry, load_task_data(entry["data"], task, entry["split"])) for entry in sets]
               for task, sets in recipe["tasks"].items()}
     out = {}
     for task, sets in loaded.items():
-        parts = []
-        for i, (entry, data) in enumerate(sets):
-            data = mine(data) if mine is not None else _label_negatives(data, recipe["label_negatives"], seed + i)
-            parts.append((i, _weighted(data, entry["weight"], seed + i)))
+        datas = [mine(data) if mine is not None else _label_negatives(data, recipe["label_negatives"], seed + i)
+                 for i, (entry, data) in enumerate(sets)]
+        weights = set_weights([len(d.pairs) for d in datas], [entry["weight"] for entry, _ in sets],
+                              recipe.get("temperature"), [entry.get("cap") for entry, _ in sets])
+        parts = [(i, _weighted(d, w, seed + i)) for i, (d, w) in enumerate(zip(datas, weights))]
         columns = {tuple(d.pairs.column_names) for _, d in parts}
         if len(columns) > 1:
             raise InputError(f"recipe task {task!r}: its sets have different columns {sorted(columns)}; give every "
