@@ -68,8 +68,10 @@ def evaluate_set(model: str, name: str, work: Path, depth: int) -> dict:
     return row
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, record: dict | None = None) -> None:
     import matplotlib
+
+    from scimult_hf.environment import png_metadata
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -87,7 +89,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_ylabel("nDCG@10")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=png_metadata(record))
 
 
 def report(results: dict) -> tuple[str, list[str]]:

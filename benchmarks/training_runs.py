@@ -6,7 +6,6 @@ Used by ``train_small.py`` (three sets) and ``train_scaled.py`` (six sets); not 
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -102,7 +101,7 @@ def bar_plot(table: dict[str, dict[str, float]], path: Path, title: str, ylabel:
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    from scimult_hf.environment import environment_record
+    from scimult_hf.environment import png_metadata
 
-    fig.savefig(path, dpi=120, metadata={"Description": json.dumps(environment_record())})  # the stack, in the PNG
+    fig.savefig(path, dpi=120, metadata=png_metadata())  # the stack, in the PNG
     plt.close(fig)

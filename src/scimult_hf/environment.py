@@ -18,6 +18,7 @@ STACK = ("scimult-hf", "torch", "transformers", "sentence-transformers", "tokeni
          "huggingface-hub", "datasets", "accelerate", "kernels", "evaluate", "onnxruntime", "pylance", "ray", "faiss-cpu", "numpy")
 
 __all__ = ["STACK", "environment_line", "environment_record", "environment_report", "machine", "metadata_version",
+           "png_metadata",
            "peak_rss_mib", "stack_versions"]
 
 
@@ -65,6 +66,14 @@ def environment_line(record: dict | None = None) -> str:
     where = record["machine"]
     machine_text = f"{where.get('accelerator') or where.get('processor')}, {where.get('cpu_count')} CPUs"
     return f"_Stack: {versions}; machine: {machine_text}, Python {where.get('python')}._"
+
+
+def png_metadata(record: dict | None = None) -> dict[str, str]:
+    """The record (default: this environment's) as PNG metadata, for ``savefig(..., metadata=...)``: a plot says
+    what it ran on, as its JSON and markdown do."""
+    import json
+
+    return {"Description": json.dumps(record or environment_record())}
 
 
 def environment_report() -> str:

@@ -65,8 +65,9 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], *, weights: Sequen
                            k: int = RRF_K) -> list[tuple[str, float]]:
     """Fuse ranked id lists: each id scores ``sum(weight / (k + rank))`` (rank from 1), best first.
 
-    >>> reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])[0][0]
-    'a'
+    >>> best, score = reciprocal_rank_fusion([["a", "b", "c"], ["c", "a"]])[0]
+    >>> best, round(score, 4)
+    ('a', 0.0325)
     """
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     scores: dict[str, float] = {}
@@ -326,10 +327,11 @@ def _vectors(column) -> np.ndarray:
 def nearest_query(column: str, query: np.ndarray, k: int, *, exact: bool = False, nprobes: int | None = None,
                   refine_factor: int | None = None) -> dict:
     """Lance's ``nearest`` for the top ``k`` by dot product: through the column's index unless ``exact``, probing at
-    least ``nprobes`` lists (default :data:`NPROBES`; more when a filter needs them), re-ranked over the exact
-    vectors when a ``refine_factor`` is given (only a quantized index needs it)."""
+    least ``nprobes`` lists (default :data:`NPROBES`; more only when a filter leaves fewer than ``k``: a search effort
+    of 0 starts at the minimum, where Lance's automatic start probed far more lists, 25 ms instead of 8 at 1M
+    papers), re-ranked over the exact vectors when a ``refine_factor`` is given (only a quantized index needs it)."""
     nearest = {"column": column, "q": query, "k": k, "metric": "dot", "use_index": not exact,
-               "minimum_nprobes": NPROBES if nprobes is None else nprobes}
+               "minimum_nprobes": NPROBES if nprobes is None else nprobes, "search_effort": 0.0}
     if refine_factor is not None:
         nearest["refine_factor"] = refine_factor
     return nearest

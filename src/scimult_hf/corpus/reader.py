@@ -16,7 +16,8 @@ Examples:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,29 +118,41 @@ class PaperFile:
 
         A wrong column, a paper without id or text, a line that is not UTF-8 or not JSON, and an id that
         repeats an earlier paper's each stop here with the file and the line (JSON lines) or paper number. The
-        pass costs reading the file, not the model; memory grows only with the set of ids.
+        pass costs reading the file, not the model; the ids are kept as 8-byte hashes (8 MB for a million papers),
+        and a repeat is named by a second look at the few ids whose hashes repeat.
         """
         if self.kind == "json" and ".jsonl" in [s.lower() for s in self.path.suffixes]:
             return self._check_json_lines()
-        seen: dict[str, int] = {}
-        count = 0
+        hashes = array("q")
         for batch in self.batches():
-            for paper in batch:
-                count += 1
-                self._check_unique(paper["id"], count, seen, "paper")
-        return count
+            hashes.extend(hash(paper["id"]) for paper in batch)
+        self._check_unique(hashes, lambda: ((i + 1, paper["id"]) for i, paper in
+                                            enumerate(p for batch in self.batches() for p in batch)), "paper")
+        return len(hashes)
 
-    def _check_unique(self, pid: str, where: int, seen: dict[str, int], unit: str) -> None:
-        first = seen.setdefault(pid, where)
-        if first != where:
-            raise InputError(f"{self.path}, {unit} {where}: id {pid!r} repeats {unit} {first}; every paper needs its "
-                             "own id (search would list two papers under one id). Remove or rename the duplicate.")
+    def _check_unique(self, hashes: array, ids: Callable[[], Iterable[tuple[int, str]]], unit: str) -> None:
+        """Stop at the first id that repeats an earlier one: ``hashes`` holds every id's hash, ``ids()`` gives
+        ``(where, id)`` again when two hashes are equal."""
+        import numpy as np
+
+        ordered = np.sort(np.frombuffer(hashes, dtype=np.int64))
+        repeated = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+        if not repeated:
+            return
+        first: dict[str, int] = {}
+        for where, pid in ids():
+            if hash(pid) in repeated:
+                seen = first.setdefault(pid, where)
+                if seen != where:
+                    raise InputError(f"{self.path}, {unit} {where}: id {pid!r} repeats {unit} {seen}; every paper "
+                                     "needs its own id (search would list two papers under one id). Remove or rename "
+                                     "the duplicate.")
 
     def _check_json_lines(self) -> int:
         from ..io import json_lines
 
         c = self.columns
-        seen: dict[str, int] = {}
+        hashes = array("q")
         count, has_abstract = 0, bool(c.text)
         for number, row in json_lines(self.path):
             if count == 0:
@@ -154,13 +167,14 @@ class PaperFile:
                 what = repr(c.text) if c.text else f"{c.title!r} or {c.abstract!r}"
                 raise InputError(f"{self.path}, line {number} (id {pid}): no text in {what}.")
             count += 1
-            self._check_unique(str(pid), number, seen, "line")
+            hashes.append(hash(str(pid)))
         if count == 0:
             raise InputError(f"{self.path} holds no papers.")
         if not has_abstract:
             raise InputError(f"{self.path}: no paper has the column {c.abstract!r}, so only titles would be embedded; "
                              "name the abstract column with --abstract-column, or give the whole text of each paper "
                              "with --text-column (a title-only file: --text-column title).")
+        self._check_unique(hashes, lambda: ((n, str(row.get(c.id))) for n, row in json_lines(self.path)), "line")
         return count
 
     def _check_text_types(self, row: dict, where: str) -> None:
