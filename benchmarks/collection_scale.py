@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,8 @@ def variants(n: int, work: Path, queries: int) -> dict:
     import lance
     import pyarrow as pa
 
+    from scimult_hf.environment import peak_rss_mib
+
     rng = np.random.default_rng(1)
     centres = rng.standard_normal((CENTRES, DIM), dtype=np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -216,7 +219,7 @@ def variants(n: int, work: Path, queries: int) -> dict:
             out["variants"].append({"index": index_type, "params": params, "build_s": build, "nprobes": nprobes,
                                     "refine_factor": refine, **stats, "recall@10": _recall(got, truth)})
             print(json.dumps(out["variants"][-1]), file=sys.stderr, flush=True)
-    out["peak_rss_mib"] = round(__import__("scimult_hf.environment", fromlist=["x"]).peak_rss_mib())
+    out["peak_rss_mib"] = round(peak_rss_mib())
     return out
 
 
@@ -346,7 +349,7 @@ def main() -> None:
             rows.append(json.loads(proc.stdout.split("RESULT ", 1)[1]))
             print(json.dumps(rows[-1]), flush=True)
             for item in Path(tmp).iterdir():
-                __import__("shutil").rmtree(item, ignore_errors=True)
+                shutil.rmtree(item, ignore_errors=True)
     from scimult_hf.environment import environment_line, environment_record
 
     text = "\n".join([report(rows), "", *goals(rows), "", environment_line()])

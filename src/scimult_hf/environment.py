@@ -18,8 +18,7 @@ STACK = ("scimult-hf", "torch", "transformers", "sentence-transformers", "tokeni
          "huggingface-hub", "datasets", "accelerate", "kernels", "evaluate", "onnxruntime", "pylance", "ray", "faiss-cpu", "numpy")
 
 __all__ = ["STACK", "environment_line", "environment_record", "environment_report", "machine", "metadata_version",
-           "png_metadata",
-           "peak_rss_mib", "stack_versions"]
+           "peak_rss_mib", "png_metadata", "stack_versions"]
 
 
 def metadata_version(name: str) -> str | None:
